@@ -1,0 +1,27 @@
+//! # rush-engine
+//!
+//! The pure, deterministic core of Rush: a single-shard reservation state machine.
+//!
+//! **Architecture Invariant:** this crate does no I/O, spawns no threads and reads no clock.
+//! Time enters only as the `now_ms` argument of [`Engine::execute`] and [`Engine::tick`], so
+//! the same input sequence with the same clock readings always reaches the same state
+//! ([`Engine::state_hash`]).
+//!
+//! **Architecture Invariant:** every table is allocated once, at [`Engine::new`], with the
+//! capacities of [`Config`]; when one is full the request is answered
+//! [`ResultCode::Overloaded`] and nothing changes.
+#![deny(unsafe_code)]
+
+mod config;
+mod engine;
+mod hash;
+mod invariants;
+mod table;
+mod types;
+mod wheel;
+
+pub use config::{Config, ConfigError};
+pub use engine::{Counters, Engine};
+pub use hash::StateHasher;
+pub use invariants::Violation;
+pub use types::*;

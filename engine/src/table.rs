@@ -1,0 +1,219 @@
+//! `FixedMap`: an open-addressing hash table allocated once and never grown.
+//!
+//! Linear probing with backward-shift deletion (no tombstones), so a table that stays at or
+//! below `len_max` entries never rehashes, never allocates, and probes stay short: the slot
+//! count is the next power of two at or above `1.5 * len_max`, a load factor of at most 2/3.
+//! Keys and values live in separate arrays so that a probe touches only keys.
+//!
+//! The hash has no random seed: iteration order depends only on the sequence of inserts
+//! and removes, which keeps the engine deterministic.
+
+use crate::hash::mix64;
+
+/// A key of a [`FixedMap`]: `Copy`, with a reserved `EMPTY` value that marks free slots and
+/// is never inserted.
+pub(crate) trait TableKey: Copy + Eq + core::fmt::Debug {
+    const EMPTY: Self;
+    fn table_hash(&self) -> u64;
+}
+
+impl TableKey for u64 {
+    const EMPTY: Self = 0;
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        mix64(*self)
+    }
+}
+
+impl TableKey for (u64, u64) {
+    const EMPTY: Self = (0, 0);
+    #[inline]
+    fn table_hash(&self) -> u64 {
+        mix64(self.0 ^ mix64(self.1).rotate_left(17))
+    }
+}
+
+/// The table already holds `len_max` entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TableFull;
+
+#[derive(Debug)]
+pub(crate) struct FixedMap<K: TableKey, V: Copy> {
+    keys: Box<[K]>,
+    values: Box<[V]>,
+    mask: usize,
+    len: usize,
+    len_max: usize,
+}
+
+impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
+    pub(crate) fn with_len_max(len_max: usize) -> Self {
+        assert!(len_max > 0);
+        let slot_count = (len_max + len_max / 2).max(4).next_power_of_two();
+        assert!(slot_count > len_max);
+        FixedMap {
+            keys: vec![K::EMPTY; slot_count].into_boxed_slice(),
+            values: vec![V::default(); slot_count].into_boxed_slice(),
+            mask: slot_count - 1,
+            len: 0,
+            len_max,
+        }
+    }
+
+    /// Bytes allocated per entry of capacity (for the memory report).
+    pub(crate) fn bytes_allocated(&self) -> usize {
+        self.keys.len() * (core::mem::size_of::<K>() + core::mem::size_of::<V>())
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        self.len == self.len_max
+    }
+
+    #[inline]
+    fn home(&self, key: &K) -> usize {
+        // Truncation is the point: the low bits pick the slot.
+        (key.table_hash() as usize) & self.mask
+    }
+
+    /// The slot holding `key`, if present.
+    #[inline]
+    fn find(&self, key: &K) -> Option<usize> {
+        debug_assert!(*key != K::EMPTY);
+        let mut index = self.home(key);
+        // Terminates: the table always has at least one empty slot (len <= len_max < slots).
+        loop {
+            let candidate = self.keys[index];
+            if candidate == *key {
+                return Some(index);
+            }
+            if candidate == K::EMPTY {
+                return None;
+            }
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        self.find(key).map(|index| &self.values[index])
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.find(key).map(|index| &mut self.values[index])
+    }
+
+    /// Inserts or replaces. Refuses a new key when `len_max` entries are present.
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Result<(), TableFull> {
+        assert!(key != K::EMPTY, "the empty marker is never a key");
+        let mut index = self.home(&key);
+        loop {
+            let candidate = self.keys[index];
+            if candidate == key {
+                self.values[index] = value;
+                return Ok(());
+            }
+            if candidate == K::EMPTY {
+                if self.len == self.len_max {
+                    return Err(TableFull);
+                }
+                self.keys[index] = key;
+                self.values[index] = value;
+                self.len += 1;
+                return Ok(());
+            }
+            index = (index + 1) & self.mask;
+        }
+    }
+
+    /// Removes `key`, shifting later entries of its probe run back so that no tombstone is
+    /// left and every remaining key stays reachable from its home slot.
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let mut hole = self.find(key)?;
+        let removed = self.values[hole];
+        self.len -= 1;
+        let mut index = hole;
+        loop {
+            index = (index + 1) & self.mask;
+            let candidate = self.keys[index];
+            if candidate == K::EMPTY {
+                break;
+            }
+            let home = self.home(&candidate);
+            // The candidate may move back into the hole only if its home is not in the
+            // cyclic interval (hole, index]: otherwise moving it would put it before its home.
+            let home_in_gap = if hole <= index {
+                hole < home && home <= index
+            } else {
+                hole < home || home <= index
+            };
+            if !home_in_gap {
+                self.keys[hole] = candidate;
+                self.values[hole] = self.values[index];
+                hole = index;
+            }
+        }
+        self.keys[hole] = K::EMPTY;
+        self.values[hole] = V::default();
+        Some(removed)
+    }
+
+    /// Entries in slot order: deterministic for a given history, not sorted.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.values.iter())
+            .filter(|(key, _)| **key != K::EMPTY)
+            .map(|(key, value)| (*key, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_get_remove_against_a_btreemap() {
+        // A small deterministic pseudo-random walk with heavy collisions (tiny table).
+        let mut table: FixedMap<u64, u64> = FixedMap::with_len_max(40);
+        let mut model = std::collections::BTreeMap::new();
+        let mut seed = 0x1234_5678_u64;
+        for step in 0..200_000_u64 {
+            seed = mix64(seed.wrapping_add(step));
+            let key = 1 + seed % 60;
+            if seed & (1 << 40) == 0 {
+                let result = table.insert(key, step);
+                if model.contains_key(&key) || model.len() < 40 {
+                    assert_eq!(result, Ok(()));
+                    model.insert(key, step);
+                } else {
+                    assert_eq!(result, Err(TableFull));
+                }
+            } else {
+                assert_eq!(table.remove(&key), model.remove(&key));
+            }
+            assert_eq!(table.len(), model.len());
+            for probe in 1..=60 {
+                assert_eq!(table.get(&probe).copied(), model.get(&probe).copied());
+            }
+        }
+    }
+
+    #[test]
+    fn full_table_refuses_new_keys_but_updates_existing() {
+        let mut table: FixedMap<(u64, u64), u32> = FixedMap::with_len_max(3);
+        for key in 1..=3 {
+            table.insert((key, key), 1).unwrap();
+        }
+        assert!(table.is_full());
+        assert_eq!(table.insert((4, 4), 1), Err(TableFull));
+        assert_eq!(table.insert((2, 2), 7), Ok(()));
+        assert_eq!(table.get(&(2, 2)), Some(&7));
+    }
+}
