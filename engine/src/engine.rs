@@ -287,14 +287,51 @@ impl Engine {
         reply
     }
 
+    /// Applies `requests` in order at `now_ms`, appending one reply per request to `replies`.
+    /// Exactly equivalent to calling [`Engine::execute`] for each, but first starts the
+    /// memory loads of every request's request-key entry and reservation slot, so a batch
+    /// pays roughly one memory latency instead of one per request. The runtime hands the
+    /// engine what one loop pass received, so batches come for free.
+    pub fn execute_batch(&mut self, now_ms: u64, requests: &[Request], replies: &mut Vec<Reply>) {
+        for request in requests {
+            self.prefetch(request);
+        }
+        for request in requests {
+            let reply = self.execute(now_ms, request);
+            replies.push(reply);
+        }
+    }
+
+    fn prefetch(&self, request: &Request) {
+        match *request {
+            Request::Reserve(Reserve { account, key, .. }) => self.keys.prefetch(&(account, key)),
+            Request::Confirm { account, target, key } | Request::Cancel { account, target, key } => {
+                self.keys.prefetch(&(account, key));
+                match target {
+                    Target::Reservation(reservation) => {
+                        let index = (reservation & 0xFFFF_FFFF) as usize;
+                        if let Some(slot) = self.slots.get(index) {
+                            core::hint::black_box(slot.account);
+                        }
+                    }
+                    Target::ReserveKey(reserve_key) => self.keys.prefetch(&(account, reserve_key)),
+                }
+            }
+            _ => {}
+        }
+    }
+
     // ----------------------------------------------------------------------------------
     // Time.
 
     fn advance(&mut self, now_ms: u64) {
-        if now_ms > self.now_ms {
-            self.now_ms = now_ms;
+        if now_ms <= self.now_ms {
+            // Every timer due by `self.now_ms` was processed, and timers are only ever
+            // scheduled after it: nothing can be due.
+            debug_assert_eq!(self.wheel.elapsed_ms(), self.now_ms);
+            return;
         }
-        let now_ms = self.now_ms;
+        self.now_ms = now_ms;
         loop {
             let slots = &self.slots;
             let Some(index) = self.wheel.pop_due(now_ms, |node| slots[node as usize].deadline_ms)
@@ -345,21 +382,23 @@ impl Engine {
         if !valid {
             return Reply::code(ResultCode::BadRequest);
         }
-        let fingerprint = fingerprint(
-            KeyOp::Reserve,
-            &[
-                reserve.sku,
-                u64::from(reserve.quantity),
-                u64::from(reserve.flags),
-                u64::from(reserve.hold_ms),
-                u64::from(reserve.wait_ms),
-            ],
-        );
+        let fingerprint = || {
+            fingerprint(
+                KeyOp::Reserve,
+                &[
+                    reserve.sku,
+                    u64::from(reserve.quantity),
+                    u64::from(reserve.flags),
+                    u64::from(reserve.hold_ms),
+                    u64::from(reserve.wait_ms),
+                ],
+            )
+        };
         if let Some(record) = self.keys.get(&(reserve.account, reserve.key)).copied() {
             if record.op == KeyOp::Tombstone {
                 return Reply::code(ResultCode::AlreadyCancelled);
             }
-            return self.replay(reserve.account, &record, KeyOp::Reserve, fingerprint);
+            return self.replay(reserve.account, &record, KeyOp::Reserve, fingerprint());
         }
         let Some(sku_index) = self.sku_index.get(&reserve.sku).copied() else {
             return Reply::code(ResultCode::UnknownSku);
@@ -375,7 +414,8 @@ impl Engine {
             return Reply::code(ResultCode::Ended);
         }
         let limit_key = (reserve.account, reserve.sku);
-        let limit_used = self.limits.get(&limit_key).copied();
+        let limit_used =
+            if sku.per_user_limit != 0 { self.limits.get(&limit_key).copied() } else { None };
         if sku.per_user_limit != 0 {
             let used = u64::from(limit_used.unwrap_or(0));
             if used + u64::from(reserve.quantity) > u64::from(sku.per_user_limit) {
@@ -446,7 +486,7 @@ impl Engine {
             ResultCode::Waiting
         };
         self.record_key(reserve.account, reserve.key, KeyRecord {
-            fingerprint,
+            fingerprint: fingerprint(),
             reservation,
             op: KeyOp::Reserve,
             result: result as u16,
@@ -885,10 +925,12 @@ impl Engine {
     // Queries.
 
     fn query_sku(&self, sku: SkuId) -> Reply {
+        if sku == 0 {
+            return Reply::code(ResultCode::BadRequest);
+        }
         match self.sku_index.get(&sku) {
-            Some(index) if sku != 0 => Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(*index))),
-            _ if sku == 0 => Reply::code(ResultCode::BadRequest),
-            _ => Reply::code(ResultCode::UnknownSku),
+            Some(index) => Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(*index))),
+            None => Reply::code(ResultCode::UnknownSku),
         }
     }
 

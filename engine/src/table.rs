@@ -3,7 +3,8 @@
 //! Linear probing with backward-shift deletion (no tombstones), so a table that stays at or
 //! below `len_max` entries never rehashes, never allocates, and probes stay short: the slot
 //! count is the next power of two at or above `1.5 * len_max`, a load factor of at most 2/3.
-//! Keys and values live in separate arrays so that a probe touches only keys.
+//! A key and its value share an entry, so that a lookup in a table far larger than the
+//! cache costs one miss, not two.
 //!
 //! The hash has no random seed: iteration order depends only on the sequence of inserts
 //! and removes, which keeps the engine deterministic.
@@ -39,8 +40,7 @@ pub(crate) struct TableFull;
 
 #[derive(Debug)]
 pub(crate) struct FixedMap<K: TableKey, V: Copy> {
-    keys: Box<[K]>,
-    values: Box<[V]>,
+    entries: Box<[(K, V)]>,
     mask: usize,
     len: usize,
     len_max: usize,
@@ -51,9 +51,13 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
         assert!(len_max > 0);
         let slot_count = (len_max + len_max / 2).max(4).next_power_of_two();
         assert!(slot_count > len_max);
+        let mut entries = vec![(K::EMPTY, V::default()); slot_count].into_boxed_slice();
+        // Touch every page now (the allocator may hand out lazily zeroed memory), so that the
+        // first requests of a sale do not pay page faults. `black_box` keeps the compiler
+        // from proving the stores redundant.
+        core::hint::black_box(&mut entries).fill((K::EMPTY, V::default()));
         FixedMap {
-            keys: vec![K::EMPTY; slot_count].into_boxed_slice(),
-            values: vec![V::default(); slot_count].into_boxed_slice(),
+            entries,
             mask: slot_count - 1,
             len: 0,
             len_max,
@@ -62,7 +66,7 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
 
     /// Bytes allocated per entry of capacity (for the memory report).
     pub(crate) fn bytes_allocated(&self) -> usize {
-        self.keys.len() * (core::mem::size_of::<K>() + core::mem::size_of::<V>())
+        self.entries.len() * core::mem::size_of::<(K, V)>()
     }
 
     #[inline]
@@ -84,11 +88,13 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     /// The slot holding `key`, if present.
     #[inline]
     fn find(&self, key: &K) -> Option<usize> {
-        debug_assert!(*key != K::EMPTY);
+        if *key == K::EMPTY {
+            return None;
+        }
         let mut index = self.home(key);
         // Terminates: the table always has at least one empty slot (len <= len_max < slots).
         loop {
-            let candidate = self.keys[index];
+            let candidate = self.entries[index].0;
             if candidate == *key {
                 return Some(index);
             }
@@ -101,12 +107,20 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
 
     #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        self.find(key).map(|index| &self.values[index])
+        self.find(key).map(|index| &self.entries[index].1)
     }
 
     #[inline]
     pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
-        self.find(key).map(|index| &mut self.values[index])
+        self.find(key).map(|index| &mut self.entries[index].1)
+    }
+
+    /// Starts loading the cache line of `key`'s home slot, so that a lookup a little later
+    /// does not wait for memory. A plain load whose value is discarded: it cannot fault and
+    /// changes nothing, and the out-of-order core keeps going while it is in flight.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: &K) {
+        core::hint::black_box(self.entries[self.home(key)].0);
     }
 
     /// Inserts or replaces. Refuses a new key when `len_max` entries are present.
@@ -114,17 +128,16 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
         assert!(key != K::EMPTY, "the empty marker is never a key");
         let mut index = self.home(&key);
         loop {
-            let candidate = self.keys[index];
+            let candidate = self.entries[index].0;
             if candidate == key {
-                self.values[index] = value;
+                self.entries[index].1 = value;
                 return Ok(());
             }
             if candidate == K::EMPTY {
                 if self.len == self.len_max {
                     return Err(TableFull);
                 }
-                self.keys[index] = key;
-                self.values[index] = value;
+                self.entries[index] = (key, value);
                 self.len += 1;
                 return Ok(());
             }
@@ -136,12 +149,12 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     /// left and every remaining key stays reachable from its home slot.
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let mut hole = self.find(key)?;
-        let removed = self.values[hole];
+        let removed = self.entries[hole].1;
         self.len -= 1;
         let mut index = hole;
         loop {
             index = (index + 1) & self.mask;
-            let candidate = self.keys[index];
+            let candidate = self.entries[index].0;
             if candidate == K::EMPTY {
                 break;
             }
@@ -154,23 +167,17 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
                 hole < home || home <= index
             };
             if !home_in_gap {
-                self.keys[hole] = candidate;
-                self.values[hole] = self.values[index];
+                self.entries[hole] = self.entries[index];
                 hole = index;
             }
         }
-        self.keys[hole] = K::EMPTY;
-        self.values[hole] = V::default();
+        self.entries[hole] = (K::EMPTY, V::default());
         Some(removed)
     }
 
     /// Entries in slot order: deterministic for a given history, not sorted.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
-        self.keys
-            .iter()
-            .zip(self.values.iter())
-            .filter(|(key, _)| **key != K::EMPTY)
-            .map(|(key, value)| (*key, value))
+        self.entries.iter().filter(|(key, _)| *key != K::EMPTY).map(|(key, value)| (*key, value))
     }
 }
 

@@ -54,13 +54,14 @@ pub enum ResultCode {
     /// CONFIRM or CANCEL of a reservation that is already confirmed (CONFIRM retried with a
     /// new key, or a CANCEL that came too late).
     AlreadyConfirmed = 11,
-    /// CONFIRM or CANCEL of a reservation that was cancelled (or whose waiter timed out);
-    /// also a RESERVE whose key was tombstoned by an earlier CANCEL (TCC anti-hanging).
+    /// CONFIRM or CANCEL of a reservation that was cancelled; a RESERVE (or CONFIRM /
+    /// QUERY_RESERVATION by reserve key) whose key was tombstoned by an earlier CANCEL (TCC
+    /// anti-hanging); the deferred answer of a parked RESERVE cancelled while waiting.
     AlreadyCancelled = 12,
     /// CONFIRM or CANCEL of a hold that expired before it was confirmed.
     Expired = 13,
-    /// A parked RESERVE was not matched within `wait_ms` (deferred event), or a CONFIRM of
-    /// such a reservation.
+    /// A parked RESERVE was not matched within `wait_ms` (deferred event), or a CONFIRM or
+    /// CANCEL of such a reservation.
     WaitTimeout = 14,
     /// Rate limit of the network layer (never produced by the engine).
     RateLimited = 15,

@@ -77,10 +77,8 @@ pub const TARGET_KIND_RESERVE_KEY: u8 = 1;
 
 const _: () = assert!(HEADER_SIZE == core::mem::size_of::<wire::Header>());
 const _: () = assert!(REQUEST_SIZE == HEADER_SIZE + core::mem::size_of::<wire::PingRequest>());
-const _: () =
-    assert!(RESPONSE_SIZE == HEADER_SIZE + core::mem::size_of::<wire::PlainResponse>());
-const _: () =
-    assert!(SKU_RESPONSE_SIZE == HEADER_SIZE + core::mem::size_of::<wire::SkuResponse>());
+const _: () = assert!(RESPONSE_SIZE == HEADER_SIZE + core::mem::size_of::<wire::PlainResponse>());
+const _: () = assert!(SKU_RESPONSE_SIZE == HEADER_SIZE + core::mem::size_of::<wire::SkuResponse>());
 
 /// The operation a frame carries. A response has its request's opcode.
 #[repr(u8)]

@@ -150,11 +150,9 @@ impl fmt::Display for DecodeError {
                 write!(f, "unsupported protocol version {version}")
             }
             DecodeError::UnknownOpcode(opcode) => write!(f, "unknown opcode {opcode:#04x}"),
-            DecodeError::BadLength { opcode, length, expected } => write!(
-                f,
-                "bad length {length} for {} (expected {expected})",
-                opcode.name()
-            ),
+            DecodeError::BadLength { opcode, length, expected } => {
+                write!(f, "bad length {length} for {} (expected {expected})", opcode.name())
+            }
             DecodeError::HeaderFlagsNotZero { frame, flags } => write!(
                 f,
                 "{} request {}: header flags {flags:#06x} are not zero",

@@ -132,11 +132,11 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Request, DecodeError> {
         }
         Opcode::Reserve => {
             let body: &ReserveRequest = view(frame, HEADER_SIZE, size)?;
-            check_reserved(&body.reserved, at!(ReserveRequest, reserved), info)?;
             let flags = body.flags.get();
             if flags & !RESERVE_FLAGS_KNOWN != 0 {
                 return Err(DecodeError::InvalidField { frame: info, field: "flags" });
             }
+            check_reserved(&body.reserved, at!(ReserveRequest, reserved), info)?;
             Request::Reserve(Reserve {
                 account: body.account.get(),
                 sku: body.sku.get(),
@@ -149,8 +149,8 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Request, DecodeError> {
         }
         Opcode::Confirm | Opcode::Cancel => {
             let body: &TargetRequest = view(frame, HEADER_SIZE, size)?;
-            check_reserved(&body.reserved, at!(TargetRequest, reserved), info)?;
             let target = target_from_wire(body.target_kind, body.target.get(), info)?;
+            check_reserved(&body.reserved, at!(TargetRequest, reserved), info)?;
             let (account, key) = (body.account.get(), body.key.get());
             if info.opcode == Opcode::Confirm {
                 Request::Confirm { account, target, key }
@@ -175,8 +175,8 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Request, DecodeError> {
         }
         Opcode::QueryReservation => {
             let body: &QueryReservationRequest = view(frame, HEADER_SIZE, size)?;
-            check_reserved(&body.reserved, at!(QueryReservationRequest, reserved), info)?;
             let target = target_from_wire(body.target_kind, body.target.get(), info)?;
+            check_reserved(&body.reserved, at!(QueryReservationRequest, reserved), info)?;
             Request::QueryReservation { account: body.account.get(), target }
         }
         Opcode::PutSku => {

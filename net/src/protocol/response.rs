@@ -186,14 +186,16 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Reply, DecodeError> {
     let (result, original, body) = match info.opcode.response_layout() {
         ResponseLayout::Plain => {
             let body: &PlainResponse = view(frame, HEADER_SIZE, size)?;
+            let (result, original) = codes(body.result, body.original, info)?;
             check_reserved(&body.reserved, at!(PlainResponse, reserved), info)?;
-            (body.result, body.original, ReplyBody::None)
+            (result, original, ReplyBody::None)
         }
         ResponseLayout::Reservation => {
             let body: &ReservationResponse = view(frame, HEADER_SIZE, size)?;
-            check_reserved(&body.reserved, at!(ReservationResponse, reserved), info)?;
+            let (result, original) = codes(body.result, body.original, info)?;
             let state = ReservationState::from_u8(body.state)
                 .ok_or(DecodeError::InvalidField { frame: info, field: "state" })?;
+            check_reserved(&body.reserved, at!(ReservationResponse, reserved), info)?;
             let view = ReservationView {
                 reservation: body.reservation_id.get(),
                 account: 0,
@@ -209,10 +211,11 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Reply, DecodeError> {
             } else {
                 ReplyBody::Reservation(view)
             };
-            (body.result, body.original, body_out)
+            (result, original, body_out)
         }
         ResponseLayout::Account => {
             let body: &AccountResponse = view(frame, HEADER_SIZE, size)?;
+            let (result, original) = codes(body.result, body.original, info)?;
             check_reserved(&body.reserved, at!(AccountResponse, reserved), info)?;
             let view = AccountView {
                 account: 0,
@@ -222,19 +225,23 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Reply, DecodeError> {
                 deposited: body.deposited.get(),
                 withdrawn: body.withdrawn.get(),
             };
-            let body_out =
-                if view == AccountView::default() { ReplyBody::None } else { ReplyBody::Account(view) };
-            (body.result, body.original, body_out)
+            let body_out = if view == AccountView::default() {
+                ReplyBody::None
+            } else {
+                ReplyBody::Account(view)
+            };
+            (result, original, body_out)
         }
         ResponseLayout::Sku => {
             let body: &SkuResponse = view(frame, HEADER_SIZE, size)?;
-            check_reserved(&body.reserved0, at!(SkuResponse, reserved0), info)?;
-            check_reserved(&body.reserved1, at!(SkuResponse, reserved1), info)?;
+            let (result, original) = codes(body.result, body.original, info)?;
             let paused = match body.paused {
                 0 => false,
                 1 => true,
                 _ => return Err(DecodeError::InvalidField { frame: info, field: "paused" }),
             };
+            check_reserved(&body.reserved0, at!(SkuResponse, reserved0), info)?;
+            check_reserved(&body.reserved1, at!(SkuResponse, reserved1), info)?;
             let view = SkuView {
                 sku: body.sku.get(),
                 total: body.total.get(),
@@ -251,12 +258,21 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Reply, DecodeError> {
             };
             let body_out =
                 if view == SkuView::default() { ReplyBody::None } else { ReplyBody::Sku(view) };
-            (body.result, body.original, body_out)
+            (result, original, body_out)
         }
     };
-    let result = ResultCode::from_u16(result.get())
-        .ok_or(DecodeError::InvalidField { frame: info, field: "result" })?;
-    let original = ResultCode::from_u16(original.get())
-        .ok_or(DecodeError::InvalidField { frame: info, field: "original_result" })?;
     Ok(Reply { result, original, body })
+}
+
+/// The two result codes every response body starts with.
+fn codes(
+    result: U16Le,
+    original: U16Le,
+    frame: FrameInfo,
+) -> Result<(ResultCode, ResultCode), DecodeError> {
+    let result = ResultCode::from_u16(result.get())
+        .ok_or(DecodeError::InvalidField { frame, field: "result" })?;
+    let original = ResultCode::from_u16(original.get())
+        .ok_or(DecodeError::InvalidField { frame, field: "original_result" })?;
+    Ok((result, original))
 }
