@@ -104,7 +104,11 @@ struct Measurement {
 
 /// Runs `round` (which returns the operations it timed and their nanoseconds) `rounds`
 /// times and keeps the best and median ns/op.
-fn measure(name: &'static str, rounds: usize, mut round: impl FnMut() -> (u64, u128)) -> Measurement {
+fn measure(
+    name: &'static str,
+    rounds: usize,
+    mut round: impl FnMut() -> (u64, u128),
+) -> Measurement {
     let mut per_op = Vec::with_capacity(rounds);
     let mut operations = 0;
     for _ in 0..rounds {

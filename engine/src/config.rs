@@ -115,7 +115,10 @@ impl Config {
             });
         }
         if self.hold_ms_default > self.hold_ms_max {
-            return Err(ConfigError { field: "hold_ms_default", reason: "must be at most hold_ms_max" });
+            return Err(ConfigError {
+                field: "hold_ms_default",
+                reason: "must be at most hold_ms_max",
+            });
         }
         let live_ms_max = u64::from(self.hold_ms_max) + u64::from(self.wait_ms_max);
         if live_ms_max >= DEADLINE_AHEAD_MS_MAX {

@@ -235,8 +235,8 @@ impl Engine {
     /// Bytes allocated by the tables, by table, for the memory report:
     /// (skus, wallets, reservations, request keys, limit counters).
     pub fn table_bytes(&self) -> [(&'static str, usize); 5] {
-        let sku_bytes = self.sku_index.bytes_allocated()
-            + self.skus.capacity() * core::mem::size_of::<Sku>();
+        let sku_bytes =
+            self.sku_index.bytes_allocated() + self.skus.capacity() * core::mem::size_of::<Sku>();
         let reservation_bytes =
             self.slots.len() * core::mem::size_of::<Slot>() + self.wheel.bytes_allocated();
         let key_bytes = self.keys.bytes_allocated()
@@ -305,7 +305,8 @@ impl Engine {
     fn prefetch(&self, request: &Request) {
         match *request {
             Request::Reserve(Reserve { account, key, .. }) => self.keys.prefetch(&(account, key)),
-            Request::Confirm { account, target, key } | Request::Cancel { account, target, key } => {
+            Request::Confirm { account, target, key }
+            | Request::Cancel { account, target, key } => {
                 self.keys.prefetch(&(account, key));
                 match target {
                     Target::Reservation(reservation) => {
@@ -485,12 +486,16 @@ impl Engine {
             self.park(index, reserve.wait_ms);
             ResultCode::Waiting
         };
-        self.record_key(reserve.account, reserve.key, KeyRecord {
-            fingerprint: fingerprint(),
-            reservation,
-            op: KeyOp::Reserve,
-            result: result as u16,
-        });
+        self.record_key(
+            reserve.account,
+            reserve.key,
+            KeyRecord {
+                fingerprint: fingerprint(),
+                reservation,
+                op: KeyOp::Reserve,
+                result: result as u16,
+            },
+        );
         Reply::with_body(result, ReplyBody::Reservation(self.view(index)))
     }
 
@@ -653,12 +658,16 @@ impl Engine {
         }
         self.finish(index, ReservationState::Confirmed);
         let reservation = reservation_id(slot.generation(), index);
-        self.record_key(account, key, KeyRecord {
-            fingerprint,
-            reservation,
-            op: KeyOp::Confirm,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            account,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation,
+                op: KeyOp::Confirm,
+                result: ResultCode::Ok as u16,
+            },
+        );
         Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(self.view(index)))
     }
 
@@ -693,12 +702,16 @@ impl Engine {
                 if !self.key_room(2) {
                     return Reply::code(ResultCode::Overloaded);
                 }
-                self.record_key(account, reserve_key, KeyRecord {
-                    fingerprint: 0,
-                    reservation: 0,
-                    op: KeyOp::Tombstone,
-                    result: ResultCode::Ok as u16,
-                });
+                self.record_key(
+                    account,
+                    reserve_key,
+                    KeyRecord {
+                        fingerprint: 0,
+                        reservation: 0,
+                        op: KeyOp::Tombstone,
+                        result: ResultCode::Ok as u16,
+                    },
+                );
                 self.record_empty_cancel(account, key, fingerprint);
                 return Reply::code(ResultCode::Ok);
             }
@@ -722,12 +735,16 @@ impl Engine {
             self.finish(index, ReservationState::Cancelled);
         }
         let reservation = reservation_id(slot.generation(), index);
-        self.record_key(account, key, KeyRecord {
-            fingerprint,
-            reservation,
-            op: KeyOp::Cancel,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            account,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation,
+                op: KeyOp::Cancel,
+                result: ResultCode::Ok as u16,
+            },
+        );
         let reply = Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(self.view(index)));
         // Released units (or a removed head of the line) may let waiters through.
         self.feed_waiters(slot.sku_index);
@@ -735,12 +752,16 @@ impl Engine {
     }
 
     fn record_empty_cancel(&mut self, account: AccountId, key: RequestKey, fingerprint: u64) {
-        self.record_key(account, key, KeyRecord {
-            fingerprint,
-            reservation: 0,
-            op: KeyOp::Cancel,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            account,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation: 0,
+                op: KeyOp::Cancel,
+                result: ResultCode::Ok as u16,
+            },
+        );
     }
 
     /// The refusal for CONFIRM or CANCEL of a reservation that is not (only) held.
@@ -909,9 +930,7 @@ impl Engine {
             KeyOp::Reserve | KeyOp::Confirm | KeyOp::Cancel => self
                 .slot_of(record.reservation)
                 .map_or(ReplyBody::None, |index| ReplyBody::Reservation(self.view(index))),
-            KeyOp::Deposit | KeyOp::Withdraw => {
-                ReplyBody::Account(self.account_view(account))
-            }
+            KeyOp::Deposit | KeyOp::Withdraw => ReplyBody::Account(self.account_view(account)),
             KeyOp::AdjustStock => self
                 .sku_index
                 .get(&record.reservation)
@@ -1065,12 +1084,16 @@ impl Engine {
         entry.total = total;
         entry.available = available;
         // The SKU id rides in the record's reservation field, to replay the SKU view.
-        self.record_key(ADMIN_ACCOUNT, key, KeyRecord {
-            fingerprint,
-            reservation: sku,
-            op: KeyOp::AdjustStock,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            ADMIN_ACCOUNT,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation: sku,
+                op: KeyOp::AdjustStock,
+                result: ResultCode::Ok as u16,
+            },
+        );
         // Restocked units go to the oldest waiters before any newcomer.
         self.feed_waiters(index);
         Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(index)))
@@ -1112,12 +1135,16 @@ impl Engine {
             return Reply::code(ResultCode::Overloaded);
         }
         self.wallets.insert(account, wallet).expect("wallet room was checked");
-        self.record_key(account, key, KeyRecord {
-            fingerprint,
-            reservation: 0,
-            op: KeyOp::Deposit,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            account,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation: 0,
+                op: KeyOp::Deposit,
+                result: ResultCode::Ok as u16,
+            },
+        );
         Reply::with_body(ResultCode::Ok, ReplyBody::Account(self.account_view(account)))
     }
 
@@ -1139,12 +1166,16 @@ impl Engine {
         let wallet = self.wallets.get_mut(&account).expect("a wallet with funds exists");
         wallet.available -= amount;
         wallet.withdrawn += amount;
-        self.record_key(account, key, KeyRecord {
-            fingerprint,
-            reservation: 0,
-            op: KeyOp::Withdraw,
-            result: ResultCode::Ok as u16,
-        });
+        self.record_key(
+            account,
+            key,
+            KeyRecord {
+                fingerprint,
+                reservation: 0,
+                op: KeyOp::Withdraw,
+                result: ResultCode::Ok as u16,
+            },
+        );
         Reply::with_body(ResultCode::Ok, ReplyBody::Account(self.account_view(account)))
     }
 

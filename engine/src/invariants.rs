@@ -61,8 +61,10 @@ impl Engine {
             if slot.deadline_ms <= self.now_ms {
                 return violation(
                     5,
-                    format!("reservation slot {index} is {state:?} past its deadline {} at {}",
-                        slot.deadline_ms, self.now_ms),
+                    format!(
+                        "reservation slot {index} is {state:?} past its deadline {} at {}",
+                        slot.deadline_ms, self.now_ms
+                    ),
                 );
             }
             if !self.wheel.is_linked(index as u32) {
@@ -70,11 +72,8 @@ impl Engine {
             }
             // Invariant 4: a live reservation's key records it with a matching outcome.
             let record = self.keys.get(&(slot.account, slot.key));
-            let expected_result = if state == ReservationState::Held {
-                ResultCode::Ok
-            } else {
-                ResultCode::Waiting
-            };
+            let expected_result =
+                if state == ReservationState::Held { ResultCode::Ok } else { ResultCode::Waiting };
             let reservation = (u64::from(slot.generation()) << 32) | index as u64;
             match record {
                 Some(record)
@@ -95,26 +94,33 @@ impl Engine {
 
         // Invariant 1: stock conservation per SKU, and the waitlists agree with the slots.
         for (index, sku) in self.skus.iter().enumerate() {
-            let accounted = sku.available.checked_add(sku.reserved).and_then(|sum| sum.checked_add(sku.sold));
+            let accounted =
+                sku.available.checked_add(sku.reserved).and_then(|sum| sum.checked_add(sku.sold));
             if accounted != Some(sku.total) {
                 return violation(
                     1,
-                    format!("sku {}: available {} + reserved {} + sold {} != total {}",
-                        sku.id, sku.available, sku.reserved, sku.sold, sku.total),
+                    format!(
+                        "sku {}: available {} + reserved {} + sold {} != total {}",
+                        sku.id, sku.available, sku.reserved, sku.sold, sku.total
+                    ),
                 );
             }
             if sku.reserved != reserved_by_sku[index] {
                 return violation(
                     1,
-                    format!("sku {}: reserved {} but holds sum to {}", sku.id, sku.reserved,
-                        reserved_by_sku[index]),
+                    format!(
+                        "sku {}: reserved {} but holds sum to {}",
+                        sku.id, sku.reserved, reserved_by_sku[index]
+                    ),
                 );
             }
             if sku.waiters != waiting_by_sku[index] || sku.waiters > self.config.waitlist_max {
                 return violation(
                     0,
-                    format!("sku {}: {} waiters counted, {} waiting", sku.id, sku.waiters,
-                        waiting_by_sku[index]),
+                    format!(
+                        "sku {}: {} waiters counted, {} waiting",
+                        sku.id, sku.waiters, waiting_by_sku[index]
+                    ),
                 );
             }
             let mut cursor = sku.waitlist_head;
@@ -127,7 +133,10 @@ impl Engine {
                     || slot.wait_prev != previous
                     || walked > sku.waiters
                 {
-                    return violation(0, format!("sku {}: waitlist is corrupt at {cursor}", sku.id));
+                    return violation(
+                        0,
+                        format!("sku {}: waitlist is corrupt at {cursor}", sku.id),
+                    );
                 }
                 walked += 1;
                 previous = cursor;
@@ -142,8 +151,10 @@ impl Engine {
                 if u64::from(head.quantity) <= sku.available {
                     return violation(
                         6,
-                        format!("sku {}: {} units available but the head waiter (needs {}) waits",
-                            sku.id, sku.available, head.quantity),
+                        format!(
+                            "sku {}: {} units available but the head waiter (needs {}) waits",
+                            sku.id, sku.available, head.quantity
+                        ),
                     );
                 }
             }
@@ -152,7 +163,8 @@ impl Engine {
         // Invariant 2: money conservation per account; held funds are the live reservations'.
         let mut held_total_wallets = 0_u128;
         for (account, wallet) in self.wallets.iter() {
-            let inside = u128::from(wallet.available) + u128::from(wallet.held) + u128::from(wallet.spent);
+            let inside =
+                u128::from(wallet.available) + u128::from(wallet.held) + u128::from(wallet.spent);
             let net = i128::from(wallet.deposited) - i128::from(wallet.withdrawn);
             if net < 0 || inside != net as u128 {
                 return violation(
@@ -165,16 +177,22 @@ impl Engine {
             if wallet.held != held {
                 return violation(
                     2,
-                    format!("account {account}: held {} but its reservations hold {held}", wallet.held),
+                    format!(
+                        "account {account}: held {} but its reservations hold {held}",
+                        wallet.held
+                    ),
                 );
             }
             held_total_wallets += u128::from(wallet.held);
         }
-        let held_total_reservations: u128 = held_by_account.values().map(|held| u128::from(*held)).sum();
+        let held_total_reservations: u128 =
+            held_by_account.values().map(|held| u128::from(*held)).sum();
         if held_total_wallets != held_total_reservations {
             return violation(
                 2,
-                format!("wallets hold {held_total_wallets}, reservations {held_total_reservations}"),
+                format!(
+                    "wallets hold {held_total_wallets}, reservations {held_total_reservations}"
+                ),
             );
         }
 
@@ -226,9 +244,9 @@ impl Engine {
             let result = ResultCode::from_u16(record.result);
             let consistent = match slot.state() {
                 ReservationState::Waiting => result == Some(ResultCode::Waiting),
-                ReservationState::Held | ReservationState::Confirmed | ReservationState::Expired => {
-                    result == Some(ResultCode::Ok)
-                }
+                ReservationState::Held
+                | ReservationState::Confirmed
+                | ReservationState::Expired => result == Some(ResultCode::Ok),
                 ReservationState::Cancelled => {
                     matches!(result, Some(ResultCode::Ok | ResultCode::AlreadyCancelled))
                 }
@@ -238,8 +256,10 @@ impl Engine {
             if !consistent {
                 return violation(
                     4,
-                    format!("key ({account}, {key}) recorded {result:?} for a {:?} reservation",
-                        slot.state()),
+                    format!(
+                        "key ({account}, {key}) recorded {result:?} for a {:?} reservation",
+                        slot.state()
+                    ),
                 );
             }
         }

@@ -56,12 +56,7 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
         // first requests of a sale do not pay page faults. `black_box` keeps the compiler
         // from proving the stores redundant.
         core::hint::black_box(&mut entries).fill((K::EMPTY, V::default()));
-        FixedMap {
-            entries,
-            mask: slot_count - 1,
-            len: 0,
-            len_max,
-        }
+        FixedMap { entries, mask: slot_count - 1, len: 0, len_max }
     }
 
     /// Bytes allocated per entry of capacity (for the memory report).

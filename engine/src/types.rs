@@ -235,24 +235,55 @@ pub struct Reserve {
 pub enum Request {
     Ping,
     Reserve(Reserve),
-    Confirm { account: AccountId, target: Target, key: RequestKey },
-    Cancel { account: AccountId, target: Target, key: RequestKey },
-    QuerySku { sku: SkuId },
-    QueryAccount { account: AccountId },
-    QueryReservation { account: AccountId, target: Target },
+    Confirm {
+        account: AccountId,
+        target: Target,
+        key: RequestKey,
+    },
+    Cancel {
+        account: AccountId,
+        target: Target,
+        key: RequestKey,
+    },
+    QuerySku {
+        sku: SkuId,
+    },
+    QueryAccount {
+        account: AccountId,
+    },
+    QueryReservation {
+        account: AccountId,
+        target: Target,
+    },
     /// Admin: create a SKU or update its mutable attributes (price, hold, window).
     PutSku(SkuSpec),
     /// Admin: add (`delta > 0`, restock) or remove (`delta < 0`) available units.
     /// Idempotent by `key` in the admin namespace (account 0).
-    AdjustStock { sku: SkuId, delta: i64, key: RequestKey },
+    AdjustStock {
+        sku: SkuId,
+        delta: i64,
+        key: RequestKey,
+    },
     /// Admin: stop selling (RESERVE answers PAUSED); holds, confirms and cancels go on.
-    Pause { sku: SkuId },
+    Pause {
+        sku: SkuId,
+    },
     /// Admin: resume selling.
-    Resume { sku: SkuId },
+    Resume {
+        sku: SkuId,
+    },
     /// Admin: add funds to the account's wallet (creating it).
-    Deposit { account: AccountId, amount: u64, key: RequestKey },
+    Deposit {
+        account: AccountId,
+        amount: u64,
+        key: RequestKey,
+    },
     /// Admin: take funds out of the wallet's available balance.
-    Withdraw { account: AccountId, amount: u64, key: RequestKey },
+    Withdraw {
+        account: AccountId,
+        amount: u64,
+        key: RequestKey,
+    },
 }
 
 impl Request {
