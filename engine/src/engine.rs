@@ -15,6 +15,9 @@ use crate::table::FixedMap;
 use crate::types::*;
 use crate::wheel::{TimerWheel, NIL};
 
+/// Clock readings must stay below this (see `advance`).
+pub const NOW_MS_LIMIT: u64 = 1 << 60;
+
 /// The admin namespace of request keys (ADJUST_STOCK): account 0 is never a buyer.
 const ADMIN_ACCOUNT: AccountId = 0;
 
@@ -332,6 +335,9 @@ impl Engine {
             debug_assert_eq!(self.wheel.elapsed_ms(), self.now_ms);
             return;
         }
+        // Unix milliseconds stay below 2^60 for thirty million years; a larger reading is a
+        // broken clock, and deadlines `now + hold` must not overflow.
+        assert!(now_ms < NOW_MS_LIMIT, "clock reading {now_ms} is not unix milliseconds");
         self.now_ms = now_ms;
         loop {
             let slots = &self.slots;
@@ -341,7 +347,12 @@ impl Engine {
             };
             match self.slots[index as usize].state() {
                 ReservationState::Held => self.expire(index),
-                ReservationState::Waiting => self.time_out_waiter(index),
+                ReservationState::Waiting => {
+                    // The line moves: the waiter behind may fit the units the leaver blocked.
+                    let sku_index = self.slots[index as usize].sku_index;
+                    self.time_out_waiter(index);
+                    self.feed_waiters(sku_index);
+                }
                 state => unreachable!("only live reservations have timers, found {state:?}"),
             }
         }
