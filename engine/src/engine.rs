@@ -11,6 +11,7 @@
 
 use crate::config::Config;
 use crate::hash::{mix64, StateHasher};
+use crate::quota::{Envelope, Message, Placement};
 use crate::table::FixedMap;
 use crate::types::*;
 use crate::wheel::{TimerWheel, NIL};
@@ -19,7 +20,7 @@ use crate::wheel::{TimerWheel, NIL};
 pub const NOW_MS_LIMIT: u64 = 1 << 60;
 
 /// The admin namespace of request keys (ADJUST_STOCK): account 0 is never a buyer.
-const ADMIN_ACCOUNT: AccountId = 0;
+pub(crate) const ADMIN_ACCOUNT: AccountId = 0;
 
 /// Which operation recorded a request key.
 #[repr(u8)]
@@ -76,6 +77,27 @@ pub(crate) struct Sku {
     pub(crate) waitlist_head: u32,
     pub(crate) waitlist_tail: u32,
     pub(crate) paused: bool,
+    // ---- Multi-shard quota (see quota.rs); with one shard these stay at their defaults.
+    /// The coordinator reclaimed this bucket and has not re-opened it: units released here
+    /// go back to the pool, and a RESERVE the bucket cannot serve asks the coordinator.
+    pub(crate) drained: bool,
+    /// The coordinator said nothing is left anywhere: a RESERVE without a wait is refused
+    /// here, with no hop.
+    pub(crate) dry: bool,
+    /// Coordinator only: unallocated units.
+    pub(crate) pool: u64,
+    /// Coordinator only: units of this SKU in existence across all shards.
+    pub(crate) global_total: u64,
+    /// Coordinator only: Surrender answers still expected by the current reclaim round
+    /// (0 = no round running).
+    pub(crate) reclaim_pending: u32,
+    /// Coordinator only: a refill chunk went out since the last reclaim round, so some
+    /// bucket may hold units.
+    pub(crate) buckets_may_hold: bool,
+    /// Coordinator only: every shard was told the SKU is dry.
+    pub(crate) dry_announced: bool,
+    /// Coordinator only: queued proxies of RESERVEs without a wait.
+    pub(crate) no_wait_waiters: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,6 +108,14 @@ pub(crate) struct Wallet {
     pub(crate) deposited: u64,
     pub(crate) withdrawn: u64,
 }
+
+/// Internal slot flag: on a home shard, a WAITING reservation whose place in line is a proxy
+/// at the SKU's coordinator (multi-shard only). Never shown on the wire.
+pub(crate) const SLOT_FLAG_REMOTE: u32 = 1 << 2;
+/// Internal slot flag: on a coordinator, a proxy of another (or its own) shard's waiter. Its
+/// `amount` holds the home reservation id and `hold_ms` the home shard.
+pub(crate) const SLOT_FLAG_PROXY: u32 = 1 << 3;
+const _: () = assert!((SLOT_FLAG_REMOTE | SLOT_FLAG_PROXY) & RESERVE_FLAGS_KNOWN == 0);
 
 const STATE_SHIFT: u32 = 24;
 const FLAGS_SHIFT: u32 = 28;
@@ -131,14 +161,29 @@ impl Slot {
     }
 
     #[inline]
-    fn set_state(&mut self, state: ReservationState) {
+    pub(crate) fn set_state(&mut self, state: ReservationState) {
         self.packed = (self.packed & !(0xF << STATE_SHIFT)) | ((state as u32) << STATE_SHIFT);
     }
 
     fn set_generation_and_flags(&mut self, generation: u32, flags: u32) {
         debug_assert!(generation != 0 && generation <= GENERATION_MASK);
-        debug_assert!(flags <= RESERVE_FLAGS_KNOWN);
+        debug_assert!(flags <= 0xF);
         self.packed = generation | (flags << FLAGS_SHIFT);
+    }
+
+    pub(crate) fn add_flags(&mut self, flags: u32) {
+        debug_assert!(flags <= 0xF);
+        self.packed |= flags << FLAGS_SHIFT;
+    }
+
+    #[inline]
+    pub(crate) fn is_proxy(&self) -> bool {
+        self.flags() & SLOT_FLAG_PROXY != 0
+    }
+
+    #[inline]
+    pub(crate) fn is_remote(&self) -> bool {
+        self.flags() & SLOT_FLAG_REMOTE != 0
     }
 }
 
@@ -150,6 +195,9 @@ pub struct Counters {
     pub holds_expired: u64,
     pub waiters_matched: u64,
     pub waiters_timed_out: u64,
+    /// Multi-shard: RESERVEs sent to the coordinator, and reclaim rounds started.
+    pub acquires_sent: u64,
+    pub reclaim_rounds: u64,
     pub keys_evicted: u64,
     pub reservations_retired: u64,
 }
@@ -170,8 +218,11 @@ pub struct Engine {
     key_fifo: std::collections::VecDeque<KeyFifoEntry>,
     /// Units held + sold + waiting per (account, SKU) for SKUs with a per-user limit.
     pub(crate) limits: FixedMap<(AccountId, SkuId), u32>,
-    events: Vec<Event>,
-    counters: Counters,
+    pub(crate) events: Vec<Event>,
+    pub(crate) counters: Counters,
+    pub(crate) placement: Placement,
+    /// Messages to other shards (and to itself), drained by the caller after every call.
+    pub(crate) outbox: Vec<Envelope>,
 }
 
 /// What a reservation lookup by [`Target`] found.
@@ -185,7 +236,21 @@ enum Resolved {
 impl Engine {
     /// Allocates every table. Refuses an invalid configuration.
     pub fn new(config: Config) -> Result<Engine, crate::ConfigError> {
+        Engine::new_shard(config, Placement::SINGLE)
+    }
+
+    /// An engine that is shard `placement.shard` of `placement.shard_count` (see quota.rs).
+    pub fn new_shard(config: Config, placement: Placement) -> Result<Engine, crate::ConfigError> {
         config.validate()?;
+        if placement.shard_count == 0
+            || placement.shard_count > Placement::SHARD_COUNT_MAX
+            || placement.shard >= placement.shard_count
+        {
+            return Err(crate::ConfigError {
+                field: "placement",
+                reason: "shard must be below shard_count, and shard_count in 1..=64",
+            });
+        }
         let reservation_max = config.reservation_max;
         let mut slots = vec![Slot::default(); reservation_max as usize].into_boxed_slice();
         // Free list: 0 -> 1 -> ... -> max-1, so slots are handed out in index order.
@@ -209,7 +274,27 @@ impl Engine {
             limits: FixedMap::with_len_max(config.limit_entry_max as usize),
             events: Vec::with_capacity(reservation_max as usize),
             counters: Counters::default(),
+            placement,
+            outbox: Vec::with_capacity(
+                reservation_max as usize + 4 * placement.shard_count as usize,
+            ),
         })
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Messages for other shards since the last drain (multi-shard only). The caller
+    /// drains after every `execute` / `tick` / `handle`, which bounds the queue by what one
+    /// call can emit (a broadcast, or one answer per waiter of a line).
+    pub fn drain_messages(&mut self) -> std::vec::Drain<'_, Envelope> {
+        self.outbox.drain(..)
+    }
+
+    #[inline]
+    pub(crate) fn sharded(&self) -> bool {
+        self.placement.shard_count > 1
     }
 
     pub fn config(&self) -> &Config {
@@ -347,6 +432,11 @@ impl Engine {
             };
             match self.slots[index as usize].state() {
                 ReservationState::Held => self.expire(index),
+                ReservationState::Waiting if self.slots[index as usize].is_proxy() => {
+                    let sku_index = self.slots[index as usize].sku_index;
+                    self.deny_proxy(index, ResultCode::WaitTimeout);
+                    self.feed_line(sku_index);
+                }
                 ReservationState::Waiting => {
                     // The line moves: the waiter behind may fit the units the leaver blocked.
                     let sku_index = self.slots[index as usize].sku_index;
@@ -366,7 +456,7 @@ impl Engine {
         self.release_held(index);
         self.finish(index, ReservationState::Expired);
         self.counters.holds_expired += 1;
-        self.feed_waiters(slot.sku_index);
+        self.units_returned(slot.sku_index);
     }
 
     fn time_out_waiter(&mut self, index: u32) {
@@ -449,13 +539,15 @@ impl Engine {
                 return Reply::code(ResultCode::InsufficientFunds);
             }
         }
-        // FIFO: while anyone waits, newcomers do not jump the queue.
+        // FIFO: while anyone waits, newcomers do not jump the queue. With shards, the line
+        // is at the coordinator; a drained bucket is empty and sends everyone there.
         let take_now = sku.waiters == 0 && sku.available >= u64::from(reserve.quantity);
-        if !take_now && reserve.wait_ms == 0 {
+        let sharded = self.sharded();
+        if !take_now && reserve.wait_ms == 0 && (!sharded || sku.dry) {
             return Reply::code(ResultCode::SoldOut);
         }
         // Capacity: check every table before changing anything.
-        if !take_now && sku.waiters >= self.config.waitlist_max {
+        if !take_now && !sharded && sku.waiters >= self.config.waitlist_max {
             return Reply::code(ResultCode::Overloaded);
         }
         if sku.per_user_limit != 0 && limit_used.is_none() && self.limits.is_full() {
@@ -493,6 +585,9 @@ impl Engine {
             self.skus[sku_index as usize].available -= u64::from(reserve.quantity);
             self.hand_out(index);
             ResultCode::Ok
+        } else if sharded {
+            self.acquire_remote(index, reserve.wait_ms);
+            ResultCode::Waiting
         } else {
             self.park(index, reserve.wait_ms);
             ResultCode::Waiting
@@ -522,7 +617,7 @@ impl Engine {
 
     /// Turns a slot whose units were just taken from the bucket into a hold (or, with BUY,
     /// a confirmed sale).
-    fn hand_out(&mut self, index: u32) {
+    pub(crate) fn hand_out(&mut self, index: u32) {
         let slot = self.slots[index as usize];
         let quantity = u64::from(slot.quantity);
         if slot.flags() & RESERVE_FLAG_BUY != 0 {
@@ -569,7 +664,7 @@ impl Engine {
     /// Matches the SKU's released units to its waiters, oldest first. A head that needs
     /// more than is available blocks the line (strict FIFO: no skipping to smaller asks).
     /// A head whose deadline has passed times out first: it is not eligible at `now_ms`.
-    fn feed_waiters(&mut self, sku_index: u32) {
+    pub(crate) fn feed_waiters(&mut self, sku_index: u32) {
         loop {
             let sku = self.skus[sku_index as usize];
             let head = sku.waitlist_head;
@@ -594,7 +689,7 @@ impl Engine {
         }
     }
 
-    fn remove_from_waitlist(&mut self, index: u32) {
+    pub(crate) fn remove_from_waitlist(&mut self, index: u32) {
         let slot = self.slots[index as usize];
         let sku = &mut self.skus[slot.sku_index as usize];
         if slot.wait_prev == NIL {
@@ -621,7 +716,7 @@ impl Engine {
     }
 
     /// Records the final outcome of a parked RESERVE and queues its deferred answer.
-    fn resolve_parked(&mut self, index: u32, result: ResultCode) {
+    pub(crate) fn resolve_parked(&mut self, index: u32, result: ResultCode) {
         let slot = self.slots[index as usize];
         if let Some(record) = self.keys.get_mut(&(slot.account, slot.key)) {
             debug_assert_eq!(record.op, KeyOp::Reserve);
@@ -736,7 +831,14 @@ impl Engine {
         if !self.key_room(1) {
             return Reply::code(ResultCode::Overloaded);
         }
-        if was_waiting {
+        if was_waiting && slot.is_remote() {
+            self.return_funds_and_limit(index);
+            self.finish(index, ReservationState::Cancelled);
+            self.resolve_parked(index, ResultCode::AlreadyCancelled);
+            let sku = self.skus[slot.sku_index as usize].id;
+            let reservation = reservation_id(slot.generation(), index);
+            self.send(self.placement.coordinator_of(sku), Message::Withdraw { sku, reservation });
+        } else if was_waiting {
             self.withdraw_waiter(index);
             self.finish(index, ReservationState::Cancelled);
             self.resolve_parked(index, ResultCode::AlreadyCancelled);
@@ -758,7 +860,7 @@ impl Engine {
         );
         let reply = Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(self.view(index)));
         // Released units (or a removed head of the line) may let waiters through.
-        self.feed_waiters(slot.sku_index);
+        self.units_returned(slot.sku_index);
         reply
     }
 
@@ -800,7 +902,7 @@ impl Engine {
         self.return_funds_and_limit(index);
     }
 
-    fn return_funds_and_limit(&mut self, index: u32) {
+    pub(crate) fn return_funds_and_limit(&mut self, index: u32) {
         let slot = self.slots[index as usize];
         if slot.amount > 0 {
             let wallet = self.wallets.get_mut(&slot.account).expect("funds are held");
@@ -821,13 +923,13 @@ impl Engine {
     // ----------------------------------------------------------------------------------
     // Reservation slots.
 
-    fn slot_room(&self) -> bool {
+    pub(crate) fn slot_room(&self) -> bool {
         self.free_head != NIL || self.wheel.oldest_finished().is_some()
     }
 
     /// A free slot with a fresh generation, retiring the oldest finished reservation when
     /// no slot is free. The caller checked `slot_room`.
-    fn allocate_slot(&mut self, flags: u32) -> u32 {
+    pub(crate) fn allocate_slot(&mut self, flags: u32) -> u32 {
         let index = if self.free_head != NIL {
             let index = self.free_head;
             self.free_head = self.slots[index as usize].wait_next;
@@ -850,7 +952,7 @@ impl Engine {
     }
 
     /// A live reservation reaches a terminal state and joins the finished FIFO.
-    fn finish(&mut self, index: u32, state: ReservationState) {
+    pub(crate) fn finish(&mut self, index: u32, state: ReservationState) {
         assert!(state.is_terminal());
         let slot = &mut self.slots[index as usize];
         assert!(!slot.state().is_terminal());
@@ -876,7 +978,7 @@ impl Engine {
     }
 
     /// The slot of a reservation id, if the id is current (not retired, not reused).
-    fn slot_of(&self, reservation: ReservationId) -> Option<u32> {
+    pub(crate) fn slot_of(&self, reservation: ReservationId) -> Option<u32> {
         let index = (reservation & 0xFFFF_FFFF) as u32;
         let generation = (reservation >> 32) as u32;
         let slot = self.slots.get(index as usize)?;
@@ -886,14 +988,14 @@ impl Engine {
         current.then_some(index)
     }
 
-    fn view(&self, index: u32) -> ReservationView {
+    pub(crate) fn view(&self, index: u32) -> ReservationView {
         let slot = &self.slots[index as usize];
         ReservationView {
             reservation: reservation_id(slot.generation(), index),
             account: slot.account,
             sku: self.skus[slot.sku_index as usize].id,
             quantity: slot.quantity,
-            flags: slot.flags(),
+            flags: slot.flags() & RESERVE_FLAGS_KNOWN,
             amount: slot.amount,
             deadline_ms: slot.deadline_ms,
             state: slot.state(),
@@ -904,7 +1006,7 @@ impl Engine {
     // Request keys.
 
     /// Whether `count` new keys fit, counting keys old enough to be forgotten.
-    fn key_room(&self, count: usize) -> bool {
+    pub(crate) fn key_room(&self, count: usize) -> bool {
         let free = self.config.request_key_max as usize - self.keys.len();
         if free >= count {
             return true;
@@ -917,7 +1019,7 @@ impl Engine {
 
     /// Records a new key, forgetting the oldest keys past retention to make room. The
     /// caller checked `key_room`.
-    fn record_key(&mut self, account: AccountId, key: RequestKey, record: KeyRecord) {
+    pub(crate) fn record_key(&mut self, account: AccountId, key: RequestKey, record: KeyRecord) {
         debug_assert!(self.keys.get(&(account, key)).is_none());
         if self.keys.is_full() {
             let oldest = self.key_fifo.pop_front().expect("a full table has a FIFO entry");
@@ -932,7 +1034,13 @@ impl Engine {
 
     /// The answer to a request whose key is already recorded: DUPLICATE with the original
     /// outcome when the parameters match, KEY_REUSED otherwise.
-    fn replay(&self, account: AccountId, record: &KeyRecord, op: KeyOp, fingerprint: u64) -> Reply {
+    pub(crate) fn replay(
+        &self,
+        account: AccountId,
+        record: &KeyRecord,
+        op: KeyOp,
+        fingerprint: u64,
+    ) -> Reply {
         if record.op != op || record.fingerprint != fingerprint {
             return Reply::code(ResultCode::KeyReused);
         }
@@ -1027,7 +1135,16 @@ impl Engine {
         if !valid {
             return Reply::code(ResultCode::BadRequest);
         }
+        if self.sharded() {
+            assert_eq!(self.placement.coordinator_of(spec.sku), self.placement.shard);
+        }
         if let Some(index) = self.sku_index.get(&spec.sku).copied() {
+            if self.sharded() {
+                let known = self.skus[index as usize];
+                if known.per_user_limit == spec.per_user_limit {
+                    self.broadcast(Message::Define { spec: *spec });
+                }
+            }
             let sku = &mut self.skus[index as usize];
             if sku.per_user_limit != spec.per_user_limit {
                 // Counters exist only for limited SKUs; changing the limit mid-sale would
@@ -1043,6 +1160,24 @@ impl Engine {
         if self.sku_index.is_full() {
             return Reply::code(ResultCode::Overloaded);
         }
+        // With shards, the stock starts in the coordinator's pool and every bucket is closed
+        // until the coordinator opens it with a refill.
+        let local_units = if self.sharded() { 0 } else { spec.stock_total };
+        let index = self.define_sku(spec, local_units);
+        if self.sharded() {
+            let sku = &mut self.skus[index as usize];
+            sku.pool = spec.stock_total;
+            sku.global_total = spec.stock_total;
+            self.broadcast(Message::Define { spec: *spec });
+            // Announces a SKU created with no stock as dry.
+            self.feed_line(index);
+        }
+        Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(index)))
+    }
+
+    /// Creates a SKU entry holding `local_units` in this shard's bucket. The caller checked
+    /// that the table has room.
+    pub(crate) fn define_sku(&mut self, spec: &SkuSpec, local_units: u64) -> u32 {
         let index = self.skus.len() as u32;
         self.skus.push(Sku {
             id: spec.sku,
@@ -1051,20 +1186,28 @@ impl Engine {
             hold_ms: spec.hold_ms,
             start_ms: spec.start_ms,
             end_ms: spec.end_ms,
-            total: spec.stock_total,
-            available: spec.stock_total,
+            total: local_units,
+            available: local_units,
             reserved: 0,
             sold: 0,
             waiters: 0,
             waitlist_head: NIL,
             waitlist_tail: NIL,
             paused: false,
+            drained: self.sharded(),
+            dry: false,
+            pool: 0,
+            global_total: 0,
+            reclaim_pending: 0,
+            buckets_may_hold: false,
+            dry_announced: false,
+            no_wait_waiters: 0,
         });
         self.sku_index.insert(spec.sku, index).expect("room was checked");
-        Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(index)))
+        index
     }
 
-    fn adjust_stock(&mut self, sku: SkuId, delta: i64, key: RequestKey) -> Reply {
+    pub(crate) fn adjust_stock(&mut self, sku: SkuId, delta: i64, key: RequestKey) -> Reply {
         if sku == 0 || key == 0 || delta == 0 {
             return Reply::code(ResultCode::BadRequest);
         }
@@ -1075,6 +1218,10 @@ impl Engine {
         let Some(index) = self.sku_index.get(&sku).copied() else {
             return Reply::code(ResultCode::UnknownSku);
         };
+        if self.sharded() {
+            assert_eq!(self.placement.coordinator_of(sku), self.placement.shard);
+            return self.adjust_pool(index, delta, key, fingerprint);
+        }
         let current = self.skus[index as usize];
         let magnitude = delta.unsigned_abs();
         let (total, available) = if delta > 0 {
@@ -1118,6 +1265,10 @@ impl Engine {
             return Reply::code(ResultCode::UnknownSku);
         };
         self.skus[index as usize].paused = paused;
+        if self.sharded() {
+            assert_eq!(self.placement.coordinator_of(sku), self.placement.shard);
+            self.broadcast(Message::SetPaused { sku, paused });
+        }
         Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(index)))
     }
 
@@ -1215,6 +1366,14 @@ impl Engine {
                 u64::from(sku.waitlist_head),
                 u64::from(sku.waitlist_tail),
                 u64::from(sku.paused),
+                u64::from(sku.drained),
+                u64::from(sku.dry),
+                sku.pool,
+                sku.global_total,
+                u64::from(sku.reclaim_pending),
+                u64::from(sku.buckets_may_hold),
+                u64::from(sku.dry_announced),
+                u64::from(sku.no_wait_waiters),
             ] {
                 hasher.write_u64(word);
             }
@@ -1290,12 +1449,12 @@ impl Engine {
 
 /// `generation << 32 | slot`: never 0 because generations start at 1.
 #[inline]
-fn reservation_id(generation: u32, index: u32) -> ReservationId {
+pub(crate) fn reservation_id(generation: u32, index: u32) -> ReservationId {
     debug_assert!(generation != 0);
     (u64::from(generation) << 32) | u64::from(index)
 }
 
-fn fingerprint(op: KeyOp, words: &[u64]) -> u64 {
+pub(crate) fn fingerprint(op: KeyOp, words: &[u64]) -> u64 {
     let mut hash = mix64(op as u64 + 1);
     for word in words {
         hash = mix64(hash ^ *word).wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -50,15 +50,33 @@ impl Engine {
             }
             live_count += 1;
             let sku = &self.skus[slot.sku_index as usize];
+            if slot.is_proxy() {
+                // A coordinator's stand-in for a waiter homed elsewhere: in line, no funds,
+                // no units, no key of its own. Without a wait it has no timer.
+                waiting_by_sku[slot.sku_index as usize] += 1;
+                if !self.sharded() || state != ReservationState::Waiting {
+                    return violation(0, format!("slot {index}: proxy in state {state:?}"));
+                }
+                let waits = slot.deadline_ms != u64::MAX;
+                if waits && slot.deadline_ms <= self.now_ms {
+                    return violation(5, format!("proxy slot {index} is past its deadline"));
+                }
+                if waits != self.wheel.is_linked(index as u32) {
+                    return violation(5, format!("proxy slot {index}: timer does not match"));
+                }
+                continue;
+            }
+            // A remote waiter's deadline is its coordinator's to enforce.
+            let remote = slot.is_remote() && state == ReservationState::Waiting;
             if state == ReservationState::Held {
                 reserved_by_sku[slot.sku_index as usize] += u64::from(slot.quantity);
-            } else {
+            } else if !remote {
                 waiting_by_sku[slot.sku_index as usize] += 1;
             }
             *held_by_account.entry(slot.account).or_default() += slot.amount;
             *live_by_pair.entry((slot.account, sku.id)).or_default() += u64::from(slot.quantity);
             // Invariant 5: nothing live is overdue once the clock has been processed.
-            if slot.deadline_ms <= self.now_ms {
+            if !remote && slot.deadline_ms <= self.now_ms {
                 return violation(
                     5,
                     format!(
@@ -67,7 +85,7 @@ impl Engine {
                     ),
                 );
             }
-            if !self.wheel.is_linked(index as u32) {
+            if remote == self.wheel.is_linked(index as u32) {
                 return violation(5, format!("live reservation slot {index} has no timer"));
             }
             // Invariant 4: a live reservation's key records it with a matching outcome.
@@ -145,15 +163,20 @@ impl Engine {
             if walked != sku.waiters || sku.waitlist_tail != previous {
                 return violation(0, format!("sku {}: waitlist length {walked}", sku.id));
             }
-            // FIFO + no queue jumping: while anyone waits, the head does not fit.
-            if sku.waitlist_head != NIL {
+            if self.sharded() && sku.drained && sku.available != 0 {
+                return violation(1, format!("sku {}: drained bucket holds units", sku.id));
+            }
+            // FIFO + no queue jumping: while anyone waits, the head does not fit (with
+            // shards: the pool, once no reclaim round is running).
+            let units_for_line = if self.sharded() { sku.pool } else { sku.available };
+            if sku.waitlist_head != NIL && sku.reclaim_pending == 0 {
                 let head = &self.slots[sku.waitlist_head as usize];
-                if u64::from(head.quantity) <= sku.available {
+                if u64::from(head.quantity) <= units_for_line {
                     return violation(
                         6,
                         format!(
                             "sku {}: {} units available but the head waiter (needs {}) waits",
-                            sku.id, sku.available, head.quantity
+                            sku.id, units_for_line, head.quantity
                         ),
                     );
                 }
@@ -250,7 +273,11 @@ impl Engine {
                 ReservationState::Cancelled => {
                     matches!(result, Some(ResultCode::Ok | ResultCode::AlreadyCancelled))
                 }
-                ReservationState::WaitTimedOut => result == Some(ResultCode::WaitTimeout),
+                // With shards, a RESERVE refused by its coordinator ends here too.
+                ReservationState::WaitTimedOut => matches!(
+                    result,
+                    Some(ResultCode::WaitTimeout | ResultCode::SoldOut | ResultCode::Overloaded)
+                ),
                 ReservationState::None => false,
             };
             if !consistent {

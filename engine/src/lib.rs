@@ -1,6 +1,7 @@
 //! # rush-engine
 //!
-//! The pure, deterministic core of Rush: a single-shard reservation state machine.
+//! The pure, deterministic core of Rush: the reservation state machine of one shard
+//! ([`Engine`]), and the quota protocol by which shards split a SKU's stock ([`quota`]).
 //!
 //! **Architecture Invariant:** this crate does no I/O, spawns no threads and reads no clock.
 //! Time enters only as the `now_ms` argument of [`Engine::execute`] and [`Engine::tick`], so
@@ -16,6 +17,7 @@ mod config;
 mod engine;
 mod hash;
 mod invariants;
+pub mod quota;
 mod table;
 mod types;
 mod wheel;
