@@ -3,7 +3,8 @@
 //! The pure, deterministic core of Rush: the reservation state machine of one shard
 //! ([`Engine`]), and the quota protocol by which shards split a SKU's stock ([`quota`]).
 //!
-//! **Architecture Invariant:** this crate does no I/O, spawns no threads and reads no clock.
+//! **Architecture Invariant:** outside [`runtime`], this crate does no I/O, spawns no
+//! threads and reads no clock. [`runtime`] only carries messages between engines.
 //! Time enters only as the `now_ms` argument of [`Engine::execute`] and [`Engine::tick`], so
 //! the same input sequence with the same clock readings always reaches the same state
 //! ([`Engine::state_hash`]).
@@ -18,6 +19,7 @@ mod engine;
 mod hash;
 mod invariants;
 pub mod quota;
+pub mod runtime;
 mod table;
 mod types;
 mod wheel;
