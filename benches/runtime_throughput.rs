@@ -48,6 +48,7 @@ fn start(shard_count: u32, reserves: u64, units: u64) -> (Runtime, Port) {
         port_count: 1,
         ring_capacity: 8192,
         pin: true,
+        idle_spin_us: 0,
     })
     .expect("runtime");
     let mut port = ports.pop().expect("one port");

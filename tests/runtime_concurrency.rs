@@ -80,6 +80,7 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
         port_count: DRIVERS + 1,
         ring_capacity: 1024,
         pin: true,
+        idle_spin_us: 0,
     })
     .expect("valid runtime configuration");
 
@@ -202,7 +203,36 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
         assert!(allowed.contains(code), "unexpected result {code:?}: {codes:?}");
     }
 
+    // QUERY_SKU from each shard (not only the coordinator) reads the published levels: the
+    // hot SKU's terms and its global total, whichever core answers.
+    let queries: Vec<Request> = vec![Request::QuerySku { sku: HOT_SKU }; 2];
+    for (shard, query) in queries.iter().enumerate() {
+        admin.submit(shard as u32, Submission { tag: shard as u64, request: *query }).unwrap();
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        admin.poll(&mut answered);
+        std::thread::yield_now();
+    }
+    for completion in &answered {
+        let ReplyBody::Sku(view) = completion.reply.body else {
+            panic!("QUERY_SKU answers with a SKU body: {completion:?}");
+        };
+        assert_eq!(view.sku, HOT_SKU);
+        assert_eq!(view.total, HOT_UNITS, "shard {}: the global total", completion.tag);
+    }
+
+    let board = std::sync::Arc::clone(runtime.board());
     let engines = runtime.stop();
+    // After `stop` the board is exact: every shard published its last pass.
+    let levels = board.levels(HOT_SKU).expect("the hot SKU is published");
+    assert_eq!(levels.global_total, HOT_UNITS);
+    assert_eq!(
+        levels.pool + levels.bucket + levels.reserved + levels.sold,
+        HOT_UNITS,
+        "{levels:?}"
+    );
+    assert_eq!(levels.reserved + levels.sold, HOT_UNITS, "sold out everywhere: {levels:?}");
     for (shard, engine) in engines.iter().enumerate() {
         engine.check_invariants().unwrap_or_else(|violation| panic!("shard {shard}: {violation}"));
     }

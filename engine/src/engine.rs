@@ -223,6 +223,50 @@ pub struct Engine {
     pub(crate) placement: Placement,
     /// Messages to other shards (and to itself), drained by the caller after every call.
     pub(crate) outbox: Vec<Envelope>,
+    /// SKUs whose levels changed since the runtime last published them (observational:
+    /// not part of the state hash).
+    pub(crate) sku_dirty: DirtySet,
+}
+
+/// A set of SKU indexes with O(1) insert and a drain in insertion order, bounded by
+/// `sku_max` (each index is in the list at most once).
+#[derive(Debug)]
+pub(crate) struct DirtySet {
+    flags: Vec<bool>,
+    list: Vec<u32>,
+}
+
+impl DirtySet {
+    fn new(len_max: u32) -> DirtySet {
+        DirtySet {
+            flags: vec![false; len_max as usize],
+            list: Vec::with_capacity(len_max as usize),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn mark(&mut self, index: u32) {
+        let flag = &mut self.flags[index as usize];
+        if !*flag {
+            *flag = true;
+            self.list.push(index);
+        }
+        debug_assert!(self.list.len() <= self.flags.len());
+    }
+}
+
+/// The levels of one SKU on one shard, as the runtime publishes them for other cores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkuLevels {
+    pub sku: SkuId,
+    /// This shard's bucket: units it may hand out now.
+    pub bucket: u64,
+    pub reserved: u64,
+    pub sold: u64,
+    /// Coordinator only (0 elsewhere): unallocated units, global total, waiters in line.
+    pub pool: u64,
+    pub global_total: u64,
+    pub waiters: u32,
 }
 
 /// What a reservation lookup by [`Target`] found.
@@ -278,11 +322,37 @@ impl Engine {
             outbox: Vec::with_capacity(
                 reservation_max as usize + 4 * placement.shard_count as usize,
             ),
+            sku_dirty: DirtySet::new(config.sku_max),
         })
     }
 
     pub fn placement(&self) -> Placement {
         self.placement
+    }
+
+    /// Calls `publish` with the levels of every SKU that changed since the last call (each
+    /// once), and forgets them. The runtime publishes these for other cores to read.
+    pub fn drain_changed_skus(&mut self, mut publish: impl FnMut(SkuLevels)) {
+        let dirty = &mut self.sku_dirty;
+        for index in dirty.list.drain(..) {
+            dirty.flags[index as usize] = false;
+            let sku = &self.skus[index as usize];
+            let coordinator = self.placement.coordinator_of(sku.id) == self.placement.shard;
+            publish(SkuLevels {
+                sku: sku.id,
+                bucket: sku.available,
+                reserved: sku.reserved,
+                sold: sku.sold,
+                pool: if coordinator { sku.pool } else { 0 },
+                global_total: if coordinator { sku.global_total } else { 0 },
+                waiters: sku.waiters,
+            });
+        }
+    }
+
+    /// This shard's view of a SKU (its bucket and counts; the terms every shard shares).
+    pub fn sku(&self, sku: SkuId) -> Option<SkuView> {
+        self.sku_index.get(&sku).map(|index| self.sku_view(*index))
     }
 
     /// Messages for other shards since the last drain (multi-shard only). The caller
@@ -582,6 +652,7 @@ impl Engine {
             slot.wait_next = NIL;
         }
         let result = if take_now {
+            self.sku_dirty.mark(sku_index);
             self.skus[sku_index as usize].available -= u64::from(reserve.quantity);
             self.hand_out(index);
             ResultCode::Ok
@@ -621,6 +692,7 @@ impl Engine {
         let slot = self.slots[index as usize];
         let quantity = u64::from(slot.quantity);
         if slot.flags() & RESERVE_FLAG_BUY != 0 {
+            self.sku_dirty.mark(slot.sku_index);
             self.skus[slot.sku_index as usize].sold += quantity;
             if slot.amount > 0 {
                 let wallet = self.wallets.get_mut(&slot.account).expect("funds are held");
@@ -630,6 +702,7 @@ impl Engine {
             self.slots[index as usize].deadline_ms = self.now_ms;
             self.finish(index, ReservationState::Confirmed);
         } else {
+            self.sku_dirty.mark(slot.sku_index);
             self.skus[slot.sku_index as usize].reserved += quantity;
             let deadline_ms = self.now_ms + u64::from(slot.hold_ms);
             let slot = &mut self.slots[index as usize];
@@ -650,6 +723,7 @@ impl Engine {
             slot.wait_prev = tail;
             slot.wait_next = NIL;
         }
+        self.sku_dirty.mark(sku_index);
         let sku = &mut self.skus[sku_index as usize];
         if tail == NIL {
             sku.waitlist_head = index;
@@ -682,6 +756,7 @@ impl Engine {
             }
             self.wheel.unlink(head);
             self.remove_from_waitlist(head);
+            self.sku_dirty.mark(sku_index);
             self.skus[sku_index as usize].available -= u64::from(slot.quantity);
             self.hand_out(head);
             self.counters.waiters_matched += 1;
@@ -691,6 +766,7 @@ impl Engine {
 
     pub(crate) fn remove_from_waitlist(&mut self, index: u32) {
         let slot = self.slots[index as usize];
+        self.sku_dirty.mark(slot.sku_index);
         let sku = &mut self.skus[slot.sku_index as usize];
         if slot.wait_prev == NIL {
             sku.waitlist_head = slot.wait_next;
@@ -754,6 +830,7 @@ impl Engine {
         debug_assert!(slot.deadline_ms > self.now_ms, "overdue holds were expired");
         self.wheel.unlink(index);
         let quantity = u64::from(slot.quantity);
+        self.sku_dirty.mark(slot.sku_index);
         let sku = &mut self.skus[slot.sku_index as usize];
         sku.reserved -= quantity;
         sku.sold += quantity;
@@ -896,6 +973,7 @@ impl Engine {
     fn release_held(&mut self, index: u32) {
         let slot = self.slots[index as usize];
         let quantity = u64::from(slot.quantity);
+        self.sku_dirty.mark(slot.sku_index);
         let sku = &mut self.skus[slot.sku_index as usize];
         sku.reserved -= quantity;
         sku.available += quantity;
@@ -1145,6 +1223,7 @@ impl Engine {
                     self.broadcast(Message::Define { spec: *spec });
                 }
             }
+            self.sku_dirty.mark(index);
             let sku = &mut self.skus[index as usize];
             if sku.per_user_limit != spec.per_user_limit {
                 // Counters exist only for limited SKUs; changing the limit mid-sale would
@@ -1165,6 +1244,7 @@ impl Engine {
         let local_units = if self.sharded() { 0 } else { spec.stock_total };
         let index = self.define_sku(spec, local_units);
         if self.sharded() {
+            self.sku_dirty.mark(index);
             let sku = &mut self.skus[index as usize];
             sku.pool = spec.stock_total;
             sku.global_total = spec.stock_total;
@@ -1179,6 +1259,7 @@ impl Engine {
     /// that the table has room.
     pub(crate) fn define_sku(&mut self, spec: &SkuSpec, local_units: u64) -> u32 {
         let index = self.skus.len() as u32;
+        self.sku_dirty.mark(index);
         self.skus.push(Sku {
             id: spec.sku,
             price: spec.price,
@@ -1238,6 +1319,7 @@ impl Engine {
         if !self.key_room(1) {
             return Reply::code(ResultCode::Overloaded);
         }
+        self.sku_dirty.mark(index);
         let entry = &mut self.skus[index as usize];
         entry.total = total;
         entry.available = available;
@@ -1264,6 +1346,7 @@ impl Engine {
         let Some(index) = self.sku_index.get(&sku).copied() else {
             return Reply::code(ResultCode::UnknownSku);
         };
+        self.sku_dirty.mark(index);
         self.skus[index as usize].paused = paused;
         if self.sharded() {
             assert_eq!(self.placement.coordinator_of(sku), self.placement.shard);

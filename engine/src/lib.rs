@@ -25,7 +25,7 @@ mod types;
 mod wheel;
 
 pub use config::{Config, ConfigError};
-pub use engine::{Counters, Engine, NOW_MS_LIMIT};
+pub use engine::{Counters, Engine, SkuLevels, NOW_MS_LIMIT};
 pub use hash::StateHasher;
 pub use invariants::Violation;
 pub use types::*;

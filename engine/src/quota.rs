@@ -191,11 +191,13 @@ impl Engine {
             Message::Withdraw { sku, reservation } => self.on_withdraw(from, sku, reservation),
             Message::Release { sku, quantity } => {
                 let index = self.coordinated_sku(sku);
+                self.sku_dirty.mark(index);
                 self.skus[index as usize].pool += quantity;
                 self.feed_line(index);
             }
             Message::Surrender { sku, quantity } => {
                 let index = self.coordinated_sku(sku);
+                self.sku_dirty.mark(index);
                 let entry = &mut self.skus[index as usize];
                 assert!(entry.reclaim_pending > 0, "a surrender answers a reclaim");
                 entry.pool += quantity;
@@ -208,6 +210,7 @@ impl Engine {
             Message::Deny { sku, reservation, result } => self.on_deny(sku, reservation, result),
             Message::Reclaim { sku } => {
                 let index = self.known_sku(sku);
+                self.sku_dirty.mark(index);
                 let entry = &mut self.skus[index as usize];
                 let quantity = entry.available;
                 entry.total -= quantity;
@@ -218,6 +221,7 @@ impl Engine {
             }
             Message::Define { spec } => match self.sku_index.get(&spec.sku).copied() {
                 Some(index) => {
+                    self.sku_dirty.mark(index);
                     let entry = &mut self.skus[index as usize];
                     debug_assert_eq!(entry.per_user_limit, spec.per_user_limit);
                     entry.price = spec.price;
@@ -235,6 +239,7 @@ impl Engine {
             },
             Message::SetPaused { sku, paused } => {
                 if let Some(index) = self.sku_index.get(&sku).copied() {
+                    self.sku_dirty.mark(index);
                     self.skus[index as usize].paused = paused;
                 }
             }
@@ -314,6 +319,7 @@ impl Engine {
             self.feed_waiters(sku_index);
             return;
         }
+        self.sku_dirty.mark(sku_index);
         let entry = &mut self.skus[sku_index as usize];
         if entry.drained && entry.available > 0 {
             let quantity = entry.available;
@@ -335,6 +341,7 @@ impl Engine {
     fn on_grant(&mut self, sku: SkuId, reservation: ReservationId, quantity: u32, refill: u64) {
         let sku_index = self.known_sku(sku);
         let units = u64::from(quantity) + refill;
+        self.sku_dirty.mark(sku_index);
         let entry = &mut self.skus[sku_index as usize];
         entry.total += units;
         entry.available += units;
@@ -343,6 +350,7 @@ impl Engine {
         }
         if let Some(index) = self.remote_waiter(reservation) {
             assert_eq!(self.slots[index as usize].quantity, quantity);
+            self.sku_dirty.mark(sku_index);
             self.skus[sku_index as usize].available -= u64::from(quantity);
             self.hand_out(index);
             self.counters.waiters_matched += 1;
@@ -405,6 +413,7 @@ impl Engine {
             slot.wait_prev = entry.waitlist_tail;
             slot.wait_next = NIL;
         }
+        self.sku_dirty.mark(sku_index);
         let entry = &mut self.skus[sku_index as usize];
         if entry.waitlist_tail == NIL {
             entry.waitlist_head = index;
@@ -412,6 +421,7 @@ impl Engine {
             let tail = entry.waitlist_tail;
             self.slots[tail as usize].wait_next = index;
         }
+        self.sku_dirty.mark(sku_index);
         let entry = &mut self.skus[sku_index as usize];
         entry.waitlist_tail = index;
         entry.waiters += 1;
@@ -487,6 +497,7 @@ impl Engine {
             let quantity = u64::from(slot.quantity);
             if entry.pool >= quantity {
                 self.free_proxy(head);
+                self.sku_dirty.mark(sku_index);
                 let entry = &mut self.skus[sku_index as usize];
                 entry.pool -= quantity;
                 // Refill the home bucket only when nobody else is in line: while people
@@ -513,6 +524,7 @@ impl Engine {
                 continue;
             }
             if entry.buckets_may_hold {
+                self.sku_dirty.mark(sku_index);
                 let entry = &mut self.skus[sku_index as usize];
                 entry.buckets_may_hold = false;
                 entry.reclaim_pending = shard_count;
@@ -579,6 +591,7 @@ impl Engine {
         if !self.key_room(1) {
             return Reply::code(ResultCode::Overloaded);
         }
+        self.sku_dirty.mark(sku_index);
         let entry = &mut self.skus[sku_index as usize];
         entry.global_total = global_total;
         entry.pool = pool;

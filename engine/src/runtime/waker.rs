@@ -7,21 +7,42 @@
 //! both reading the other's old value, so either the consumer sees the message, or the
 //! producer sees `SLEEPING` and unparks it (an unpark before the park makes the park return
 //! at once).
+//!
+//! A shard whose loop blocks in the kernel (epoll_wait, io_uring_enter) instead of parking
+//! installs a [`Notify`] (an eventfd write) with [`Doorbell::set_notifier`], and sleeps with
+//! [`Doorbell::sleep_with`]: the same handshake, with its own blocking call.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
 
 const AWAKE: u32 = 0;
 const SLEEPING: u32 = 1;
 
+/// How a producer wakes a shard that blocks in the kernel rather than parking: for example
+/// a write to an eventfd that the shard's io_uring or epoll instance watches.
+pub trait Notify: Send + Sync {
+    fn notify(&self);
+}
+
 /// One per shard; producers hold an `Arc` of it.
-#[derive(Debug)]
 pub struct Doorbell {
     state: AtomicU32,
     /// The sleeping thread, registered once by the first `sleep` (cold path only).
     thread: Mutex<Option<Thread>>,
+    /// When set, wakes go to it instead of unparking the thread (set once, at start).
+    notifier: OnceLock<Box<dyn Notify>>,
+}
+
+impl std::fmt::Debug for Doorbell {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Doorbell")
+            .field("state", &self.state.load(Ordering::Relaxed))
+            .field("notifier", &self.notifier.get().is_some())
+            .finish()
+    }
 }
 
 impl Default for Doorbell {
@@ -32,12 +53,37 @@ impl Default for Doorbell {
 
 impl Doorbell {
     pub fn new() -> Doorbell {
-        Doorbell { state: AtomicU32::new(AWAKE), thread: Mutex::new(None) }
+        Doorbell {
+            state: AtomicU32::new(AWAKE),
+            thread: Mutex::new(None),
+            notifier: OnceLock::new(),
+        }
+    }
+
+    /// Routes wake-ups to `notifier` from now on. Call once, before any producer runs;
+    /// `false` if a notifier was already set.
+    pub fn set_notifier(&self, notifier: Box<dyn Notify>) -> bool {
+        self.notifier.set(notifier).is_ok()
+    }
+
+    /// The kernel-blocking form of [`Doorbell::sleep`]: announces the sleep, re-checks
+    /// `has_work` (the Dekker handshake), and calls `block` only if nothing arrived. `block`
+    /// must return when the notifier fires (or on its own timeout).
+    pub fn sleep_with<R>(
+        &self,
+        has_work: impl FnOnce() -> bool,
+        block: impl FnOnce() -> R,
+    ) -> Option<R> {
+        self.state.store(SLEEPING, Ordering::SeqCst);
+        let result = if has_work() { None } else { Some(block()) };
+        self.state.store(AWAKE, Ordering::SeqCst);
+        result
     }
 
     /// Called by the owning thread when a pass found nothing: parks until woken or until
     /// `timeout` (so timers still fire), unless `has_work` says something arrived meanwhile.
     pub fn sleep(&self, timeout: Duration, has_work: impl Fn() -> bool) {
+        debug_assert!(self.notifier.get().is_none(), "a notified doorbell sleeps with sleep_with");
         {
             let mut thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if thread.is_none() {
@@ -57,6 +103,10 @@ impl Doorbell {
         if self.state.load(Ordering::SeqCst) == SLEEPING
             && self.state.swap(AWAKE, Ordering::SeqCst) == SLEEPING
         {
+            if let Some(notifier) = self.notifier.get() {
+                notifier.notify();
+                return;
+            }
             let thread = self.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             if let Some(thread) = thread.as_ref() {
                 thread.unpark();

@@ -1,0 +1,530 @@
+//! The body of one shard's loop, without the loop: the engine, its ends of the ring mesh,
+//! its client ports, and the routing of requests and replies.
+//!
+//! Two loops drive a [`ShardCore`]: [`super::Runtime`] (client threads submit through
+//! [`Port`]s; the shard parks on a futex when idle) and the network server in `rush-net`
+//! (the shard's own io_uring or epoll instance feeds it requests from connections; it sleeps
+//! in the kernel). Both call, per pass: [`ShardCore::poll_peers`], then their client
+//! input ([`ShardCore::poll_ports`] or [`ShardCore::submit`] per decoded frame) while
+//! [`ShardCore::accepts_clients`], then [`ShardCore::finish_pass`].
+//!
+//! **Architecture Invariant:** a request runs on the shard that owns it ([`route`]): its
+//! account's home, or its SKU's coordinator for admin operations. A request that arrives
+//! elsewhere is forwarded over the mesh, and its reply comes back the same way to the shard
+//! of the connection that sent it.
+//!
+//! **Architecture Invariant:** a full ring is backpressure, never a drop: output that does
+//! not fit waits in this shard's backlog, and while any backlog is non-empty the shard takes
+//! no new client input (it keeps draining peers, so two shards full of each other's messages
+//! both make progress). A backlog is therefore bounded by what one pass can emit.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::published::Board;
+use super::ring::{channel, Consumer, Producer};
+use super::waker::Doorbell;
+use crate::quota::{route, Envelope, Placement};
+use crate::{Config, ConfigError, Engine, Event, Reply, Request, ResultCode};
+
+/// How many items one ring pop takes at most: a batch amortises the index publication and
+/// lets the engine overlap the cache misses of a batch.
+pub const BATCH_MAX: usize = 64;
+
+/// Largest number of client ports of a runtime.
+pub const PORT_COUNT_MAX: u32 = 1024;
+
+/// What a client thread puts on a port: its own tag (echoed back) and the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Submission {
+    pub tag: u64,
+    pub request: Request,
+}
+
+/// What comes back on a port: the tag of the submission and its final reply. A RESERVE that
+/// waits (in a line, or for its coordinator) completes once, with its final answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    pub tag: u64,
+    pub reply: Reply,
+}
+
+/// A reply for a connection served by this shard's network loop.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalCompletion {
+    /// The connection token the network loop passed to [`ShardCore::submit`].
+    pub connection: u64,
+    pub tag: u64,
+    pub reply: Reply,
+}
+
+/// Where a reply goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Client {
+    /// A client thread's port (replies go straight onto its ring from the executing shard).
+    Port(u32),
+    /// A connection of `shard`'s network loop (replies travel back over the mesh).
+    Connection { shard: u32, connection: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReplyTo {
+    client: Client,
+    tag: u64,
+}
+
+/// Shard-to-shard traffic.
+#[derive(Clone, Copy, Debug)]
+enum Mail {
+    Quota(Envelope),
+    /// A client request that arrived on a shard other than the one that owns it.
+    Forward {
+        reply_to: ReplyTo,
+        request: Request,
+    },
+    /// The reply to a forwarded request, back to the shard of its connection.
+    Reply {
+        connection: u64,
+        tag: u64,
+        reply: Reply,
+    },
+}
+
+/// The shape of a runtime: shards, ports and rings.
+#[derive(Clone, Copy, Debug)]
+pub struct RuntimeConfig {
+    /// Shards, one thread each: 1..=[`Placement::SHARD_COUNT_MAX`].
+    pub shard_count: u32,
+    pub engine: Config,
+    /// Client ports (each one client thread's pair of rings per shard): 0..=[`PORT_COUNT_MAX`].
+    pub port_count: u32,
+    /// Capacity of every ring (rounded up to a power of two).
+    pub ring_capacity: usize,
+    /// Pin shard `i` to the `i`-th core of the list read at start.
+    pub pin: bool,
+    /// How long an idle shard of [`super::Runtime`] spins re-checking its rings before it
+    /// parks (0 = park at once). Spinning trades a core's idle time for wake-up latency.
+    pub idle_spin_us: u64,
+}
+
+impl RuntimeConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shard_count == 0 || self.shard_count > Placement::SHARD_COUNT_MAX {
+            return Err(ConfigError { field: "shard_count", reason: "must be 1..=64" });
+        }
+        if self.port_count > PORT_COUNT_MAX {
+            return Err(ConfigError { field: "port_count", reason: "must be 0..=1024" });
+        }
+        if !(2..=super::ring::RING_CAPACITY_MAX).contains(&self.ring_capacity) {
+            return Err(ConfigError { field: "ring_capacity", reason: "must be 2..=2^20" });
+        }
+        self.engine.validate()
+    }
+}
+
+/// One client thread's connection to every shard. Not shared: a port is single-producer
+/// and single-consumer on both sides.
+pub struct Port {
+    pub id: u32,
+    to_shards: Vec<Producer<Submission>>,
+    from_shards: Vec<Consumer<Completion>>,
+    doorbells: Vec<Arc<Doorbell>>,
+    shard_count: u32,
+}
+
+impl std::fmt::Debug for Port {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Port").field("id", &self.id).finish()
+    }
+}
+
+impl Port {
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    /// The shard a shard-aware client sends `request` to (its home or coordinator), so the
+    /// common path has no forwarding hop.
+    pub fn shard_for(&self, request: &Request) -> u32 {
+        route(request, self.shard_count).unwrap_or(0)
+    }
+
+    /// Queues a request on `shard`. `Err` gives it back when the ring is full
+    /// (backpressure: poll completions and retry).
+    pub fn submit(&mut self, shard: u32, submission: Submission) -> Result<(), Submission> {
+        self.to_shards[shard as usize].push(submission)?;
+        self.doorbells[shard as usize].wake();
+        Ok(())
+    }
+
+    /// Queues as many of `submissions` on `shard` as fit, with one index publication and at
+    /// most one wake-up; returns how many.
+    pub fn submit_batch(&mut self, shard: u32, submissions: &[Submission]) -> usize {
+        let count = self.to_shards[shard as usize].push_batch(submissions);
+        if count > 0 {
+            self.doorbells[shard as usize].wake();
+        }
+        count
+    }
+
+    /// Moves every available completion into `out`; returns how many.
+    pub fn poll(&mut self, out: &mut Vec<Completion>) -> usize {
+        let mut count = 0;
+        for consumer in &mut self.from_shards {
+            count += consumer.pop_batch(out, usize::MAX);
+        }
+        count
+    }
+}
+
+/// Everything one shard owns. Moved into its thread at start; only that thread touches it.
+pub struct ShardCore {
+    engine: Engine,
+    shard: u32,
+    peers_out: Vec<Producer<Mail>>,
+    peers_in: Vec<Consumer<Mail>>,
+    ports_in: Vec<Consumer<Submission>>,
+    ports_out: Vec<Producer<Completion>>,
+    peer_backlog: Vec<VecDeque<Mail>>,
+    port_backlog: Vec<VecDeque<Completion>>,
+    /// Replies for this shard's own connections, drained by the network loop each pass.
+    local: Vec<LocalCompletion>,
+    /// Whom to answer when a waiting RESERVE completes: (account, key) → reply address.
+    /// Bounded by the engine's live reservations.
+    waiting: HashMap<(u64, u64), ReplyTo>,
+    doorbells: Vec<Arc<Doorbell>>,
+    woken_peers: Vec<bool>,
+    board: Arc<Board>,
+    // Scratch buffers reused every pass, so the loop never allocates once warm.
+    mail_scratch: Vec<Mail>,
+    submission_scratch: Vec<Submission>,
+    envelope_scratch: Vec<Envelope>,
+    event_scratch: Vec<Event>,
+}
+
+impl std::fmt::Debug for ShardCore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ShardCore").field("shard", &self.shard).finish()
+    }
+}
+
+/// The shards of a runtime before they get threads, and the client ports.
+#[derive(Debug)]
+pub struct Mesh {
+    pub shards: Vec<ShardCore>,
+    pub ports: Vec<Port>,
+    pub doorbells: Vec<Arc<Doorbell>>,
+    pub board: Arc<Board>,
+}
+
+impl Mesh {
+    /// Allocates every engine, ring and port: nothing is allocated per request later.
+    pub fn build(config: &RuntimeConfig) -> Result<Mesh, ConfigError> {
+        config.validate()?;
+        let shard_count = config.shard_count;
+        let n = shard_count as usize;
+        let ports_n = config.port_count as usize;
+        let doorbells: Vec<Arc<Doorbell>> = (0..n).map(|_| Arc::new(Doorbell::new())).collect();
+        let board = Arc::new(Board::new(shard_count, config.engine.sku_max));
+
+        // mesh[from][to]
+        let mut mesh_producers: Vec<Vec<Option<Producer<Mail>>>> = Vec::new();
+        let mut mesh_consumers: Vec<Vec<Option<Consumer<Mail>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        for from in 0..n {
+            let mut row = Vec::new();
+            for inbound in mesh_consumers.iter_mut() {
+                let (producer, consumer) = channel(config.ring_capacity);
+                row.push(Some(producer));
+                inbound[from] = Some(consumer);
+            }
+            mesh_producers.push(row);
+        }
+        let mut ports = Vec::new();
+        let mut submissions_in: Vec<Vec<Consumer<Submission>>> =
+            (0..n).map(|_| Vec::new()).collect();
+        let mut completions_out: Vec<Vec<Producer<Completion>>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for port in 0..ports_n {
+            let mut to_shards = Vec::new();
+            let mut from_shards = Vec::new();
+            for shard in 0..n {
+                let (producer, consumer) = channel(config.ring_capacity);
+                to_shards.push(producer);
+                submissions_in[shard].push(consumer);
+                let (producer, consumer) = channel(config.ring_capacity);
+                completions_out[shard].push(producer);
+                from_shards.push(consumer);
+            }
+            ports.push(Port {
+                id: port as u32,
+                to_shards,
+                from_shards,
+                doorbells: doorbells.clone(),
+                shard_count,
+            });
+        }
+
+        let mut shards = Vec::with_capacity(n);
+        for shard in 0..n {
+            let engine =
+                Engine::new_shard(config.engine, Placement { shard: shard as u32, shard_count })?;
+            shards.push(ShardCore {
+                engine,
+                shard: shard as u32,
+                peers_out: mesh_producers[shard]
+                    .iter_mut()
+                    .map(|producer| producer.take().expect("each producer is taken once"))
+                    .collect(),
+                peers_in: mesh_consumers[shard]
+                    .iter_mut()
+                    .map(|consumer| consumer.take().expect("each consumer is taken once"))
+                    .collect(),
+                ports_in: std::mem::take(&mut submissions_in[shard]),
+                ports_out: std::mem::take(&mut completions_out[shard]),
+                peer_backlog: (0..n).map(|_| VecDeque::new()).collect(),
+                port_backlog: (0..ports_n).map(|_| VecDeque::new()).collect(),
+                local: Vec::with_capacity(BATCH_MAX * (n + 1)),
+                waiting: HashMap::with_capacity(
+                    (config.engine.reservation_max as usize).min(1 << 16),
+                ),
+                doorbells: doorbells.clone(),
+                woken_peers: vec![false; n],
+                board: Arc::clone(&board),
+                mail_scratch: Vec::with_capacity(BATCH_MAX),
+                submission_scratch: Vec::with_capacity(BATCH_MAX),
+                envelope_scratch: Vec::with_capacity(BATCH_MAX),
+                event_scratch: Vec::with_capacity(BATCH_MAX),
+            });
+        }
+        Ok(Mesh { shards, ports, doorbells, board })
+    }
+}
+
+impl ShardCore {
+    pub fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.engine.placement().shard_count
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn into_engine(self) -> Engine {
+        self.engine
+    }
+
+    pub fn doorbell(&self) -> &Arc<Doorbell> {
+        &self.doorbells[self.shard as usize]
+    }
+
+    /// The board of published levels this shard writes its own row of.
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
+    }
+
+    /// True when some peer or port ring holds input (a snapshot, for the sleep handshake).
+    pub fn has_input(&self) -> bool {
+        self.has_peer_input() || self.ports_in.iter().any(|ring| !ring.is_empty())
+    }
+
+    /// True when some peer ring holds mail.
+    pub fn has_peer_input(&self) -> bool {
+        self.peers_in.iter().any(|ring| !ring.is_empty())
+    }
+
+    /// False while output waits for room in a ring: the loop must not take new client input
+    /// until the backlog drains (backpressure).
+    pub fn accepts_clients(&self) -> bool {
+        self.peer_backlog.iter().all(VecDeque::is_empty)
+            && self.port_backlog.iter().all(VecDeque::is_empty)
+    }
+
+    /// Applies what the peers sent; returns how many items.
+    pub fn poll_peers(&mut self, now_ms: u64) -> usize {
+        let mut work = 0;
+        let mut mail = std::mem::take(&mut self.mail_scratch);
+        for peer in 0..self.peers_in.len() {
+            mail.clear();
+            work += self.peers_in[peer].pop_batch(&mut mail, BATCH_MAX);
+            for item in mail.drain(..) {
+                match item {
+                    Mail::Quota(envelope) => self.engine.handle(now_ms, &envelope),
+                    Mail::Forward { reply_to, request } => self.apply(now_ms, reply_to, &request),
+                    Mail::Reply { connection, tag, reply } => {
+                        debug_assert_ne!(
+                            peer as u32, self.shard,
+                            "a shard never forwards to itself"
+                        );
+                        self.local.push(LocalCompletion { connection, tag, reply });
+                    }
+                }
+                self.flush_engine();
+            }
+        }
+        self.mail_scratch = mail;
+        work
+    }
+
+    /// Takes client submissions from every port (a batch each), unless output is backlogged;
+    /// returns how many.
+    pub fn poll_ports(&mut self, now_ms: u64) -> usize {
+        if !self.accepts_clients() {
+            return 0;
+        }
+        let mut work = 0;
+        let mut submissions = std::mem::take(&mut self.submission_scratch);
+        for port in 0..self.ports_in.len() {
+            submissions.clear();
+            work += self.ports_in[port].pop_batch(&mut submissions, BATCH_MAX);
+            for submission in submissions.drain(..) {
+                let reply_to = ReplyTo { client: Client::Port(port as u32), tag: submission.tag };
+                self.dispatch(now_ms, reply_to, &submission.request);
+            }
+        }
+        self.submission_scratch = submissions;
+        work
+    }
+
+    /// A request from one of this shard's own connections. The reply arrives later in
+    /// [`ShardCore::drain_local`] with the same `connection` and `tag` (after a hop to the
+    /// owning shard and back, or at once).
+    pub fn submit(&mut self, now_ms: u64, connection: u64, tag: u64, request: &Request) {
+        let reply_to =
+            ReplyTo { client: Client::Connection { shard: self.shard, connection }, tag };
+        self.dispatch(now_ms, reply_to, request);
+    }
+
+    /// Replies for this shard's connections gathered so far.
+    pub fn drain_local(&mut self) -> std::vec::Drain<'_, LocalCompletion> {
+        self.local.drain(..)
+    }
+
+    /// End of a pass: timers, the engine's output onto the rings, backlogs retried, and
+    /// sleeping peers woken (once each). Returns how many backlogged items moved.
+    pub fn finish_pass(&mut self, now_ms: u64) -> usize {
+        self.engine.tick(now_ms);
+        self.flush_engine();
+        let moved = self.retry_backlogs();
+        for peer in 0..self.woken_peers.len() {
+            if std::mem::take(&mut self.woken_peers[peer]) {
+                self.doorbells[peer].wake();
+            }
+        }
+        self.board.publish(self.shard, &mut self.engine);
+        moved
+    }
+
+    fn dispatch(&mut self, now_ms: u64, reply_to: ReplyTo, request: &Request) {
+        let owner = route(request, self.shard_count()).unwrap_or(self.shard);
+        if owner == self.shard {
+            self.apply(now_ms, reply_to, request);
+        } else {
+            self.send_peer(owner, Mail::Forward { reply_to, request: *request });
+        }
+        self.flush_engine();
+    }
+
+    fn apply(&mut self, now_ms: u64, reply_to: ReplyTo, request: &Request) {
+        let reply = match request {
+            Request::QuerySku { sku } if self.shard_count() > 1 => {
+                self.board.query_sku(&self.engine, *sku)
+            }
+            _ => self.engine.execute(now_ms, request),
+        };
+        if reply.result == ResultCode::Waiting {
+            if let Request::Reserve(reserve) = request {
+                let previous = self.waiting.insert((reserve.account, reserve.key), reply_to);
+                debug_assert!(previous.is_none(), "one WAITING per (account, key)");
+                return;
+            }
+        }
+        self.deliver(reply_to, reply);
+    }
+
+    fn deliver(&mut self, reply_to: ReplyTo, reply: Reply) {
+        match reply_to.client {
+            Client::Port(port) => self.send_port(port, Completion { tag: reply_to.tag, reply }),
+            Client::Connection { shard, connection } if shard == self.shard => {
+                self.local.push(LocalCompletion { connection, tag: reply_to.tag, reply });
+            }
+            Client::Connection { shard, connection } => {
+                self.send_peer(shard, Mail::Reply { connection, tag: reply_to.tag, reply });
+            }
+        }
+    }
+
+    /// Moves the engine's messages to the peers and its deferred answers to their clients.
+    fn flush_engine(&mut self) {
+        let mut envelopes = std::mem::take(&mut self.envelope_scratch);
+        envelopes.extend(self.engine.drain_messages());
+        for envelope in envelopes.drain(..) {
+            self.send_peer(envelope.to, Mail::Quota(envelope));
+        }
+        self.envelope_scratch = envelopes;
+        let mut events = std::mem::take(&mut self.event_scratch);
+        events.extend(self.engine.drain_events());
+        for event in events.drain(..) {
+            if let Some(reply_to) = self.waiting.remove(&(event.account, event.key)) {
+                self.deliver(reply_to, event.reply);
+            }
+        }
+        self.event_scratch = events;
+    }
+
+    fn send_peer(&mut self, to: u32, mail: Mail) {
+        let queue = &mut self.peer_backlog[to as usize];
+        if !queue.is_empty() {
+            queue.push_back(mail); // keep per-link FIFO behind what waits already
+            return;
+        }
+        if let Err(mail) = self.peers_out[to as usize].push(mail) {
+            queue.push_back(mail);
+        }
+        self.woken_peers[to as usize] = true;
+    }
+
+    fn send_port(&mut self, port: u32, completion: Completion) {
+        let queue = &mut self.port_backlog[port as usize];
+        if !queue.is_empty() {
+            queue.push_back(completion);
+            return;
+        }
+        if let Err(completion) = self.ports_out[port as usize].push(completion) {
+            queue.push_back(completion);
+        }
+    }
+
+    fn retry_backlogs(&mut self) -> usize {
+        let mut moved = 0;
+        for peer in 0..self.peer_backlog.len() {
+            while let Some(mail) = self.peer_backlog[peer].pop_front() {
+                if let Err(mail) = self.peers_out[peer].push(mail) {
+                    self.peer_backlog[peer].push_front(mail);
+                    break;
+                }
+                moved += 1;
+                self.woken_peers[peer] = true;
+            }
+        }
+        for port in 0..self.port_backlog.len() {
+            while let Some(completion) = self.port_backlog[port].pop_front() {
+                if let Err(completion) = self.ports_out[port].push(completion) {
+                    self.port_backlog[port].push_front(completion);
+                    break;
+                }
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// Whether anything is still queued for a peer (rings are drained by the receivers).
+    pub fn has_backlog(&self) -> bool {
+        !self.accepts_clients()
+    }
+}
