@@ -1,6 +1,10 @@
 //! # rush-net
 //!
-//! The wire protocol of Rush (docs/PROTOCOL.md).
-#![deny(unsafe_code)]
+//! The network layer of Rush: the wire protocol ([`protocol`], docs/PROTOCOL.md), the server
+//! that runs the engine's shards behind io_uring or epoll ([`server`]), and the client
+//! library ([`client`]).
+#![deny(unsafe_code)] // Allowed only in `server::uring` and `server::probe` (io_uring).
 
+pub mod client;
 pub mod protocol;
+pub mod server;

@@ -52,7 +52,9 @@ use rush_engine::Request;
 
 pub use error::{DecodeError, ErrorClass, FrameInfo};
 pub use request::{decode_request, encode_request, RequestFrame};
-pub use response::{decode_response, encode_response, ResponseFrame};
+pub use response::{
+    decode_response, encode_ping_response, encode_response, ping_topology, ResponseFrame, Topology,
+};
 
 /// The first two bytes of every frame, as a little-endian `u16` (bytes `52 53`, "RS").
 pub const MAGIC: u16 = 0x5352;
@@ -115,8 +117,10 @@ pub enum Opcode {
 /// Which body layout a response of an opcode has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResponseLayout {
-    /// [`wire::PlainResponse`]: codes only (PING, PUT_SKU, ADJUST_STOCK, PAUSE, RESUME).
+    /// [`wire::PlainResponse`]: codes only (PUT_SKU, ADJUST_STOCK, PAUSE, RESUME).
     Plain,
+    /// [`wire::PingResponse`]: codes and the shard topology (PING).
+    Ping,
     /// [`wire::ReservationResponse`] (RESERVE, CONFIRM, CANCEL, QUERY_RESERVATION).
     Reservation,
     /// [`wire::AccountResponse`] (DEPOSIT, WITHDRAW, QUERY_ACCOUNT).
@@ -204,11 +208,10 @@ impl Opcode {
     /// The body layout of this opcode's response.
     pub const fn response_layout(self) -> ResponseLayout {
         match self {
-            Opcode::Ping
-            | Opcode::PutSku
-            | Opcode::AdjustStock
-            | Opcode::Pause
-            | Opcode::Resume => ResponseLayout::Plain,
+            Opcode::Ping => ResponseLayout::Ping,
+            Opcode::PutSku | Opcode::AdjustStock | Opcode::Pause | Opcode::Resume => {
+                ResponseLayout::Plain
+            }
             Opcode::Reserve | Opcode::Confirm | Opcode::Cancel | Opcode::QueryReservation => {
                 ResponseLayout::Reservation
             }

@@ -3,3 +3,52 @@
 //! The README is included as this crate's documentation so that its Rust example is compiled
 //! and run as a doctest: the README cannot drift from the API.
 #![doc = include_str!("../../README.md")]
+
+pub mod server {
+    //! Starting a real server on loopback for the network tests.
+
+    use rush_engine::runtime::RuntimeConfig;
+    use rush_engine::Config;
+    use rush_net::server::{BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
+
+    /// Both backends, so every network test runs on each.
+    pub const BACKENDS: [BackendChoice; 2] = [BackendChoice::IoUring, BackendChoice::Epoll];
+
+    /// An engine configuration sized for tests (a few MiB per shard).
+    pub fn engine_config() -> Config {
+        Config {
+            sku_max: 256,
+            account_max: 16_384,
+            reservation_max: 32_768,
+            waitlist_max: 4_096,
+            request_key_max: 65_536,
+            request_key_retention_ms: 3_600_000,
+            limit_entry_max: 16_384,
+            quantity_max: 100,
+            hold_ms_default: 60_000,
+            hold_ms_max: 600_000,
+            wait_ms_max: 60_000,
+        }
+    }
+
+    /// A server on 127.0.0.1 (public port, admin port, per-shard ports all chosen free),
+    /// unpinned (tests run side by side), with `shard_count` shards.
+    pub fn start(backend: BackendChoice, shard_count: u32, limits: ConnLimits) -> Server {
+        Server::start(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
+            shard_ports: ShardPorts::Auto,
+            runtime: RuntimeConfig {
+                shard_count,
+                engine: engine_config(),
+                port_count: 0,
+                ring_capacity: 4096,
+                pin: false,
+                idle_spin_us: 0,
+            },
+            limits,
+            backend,
+        })
+        .unwrap_or_else(|error| panic!("server on {backend:?}: {error}"))
+    }
+}

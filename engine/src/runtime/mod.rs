@@ -10,7 +10,7 @@ pub mod ring;
 pub mod shard;
 pub mod waker;
 
-pub use cluster::{pin_plan, unix_ms, Runtime};
+pub use cluster::{pin_plan, quiesce, unix_ms, Runtime};
 pub use published::Board;
 pub use shard::{
     Completion, LocalCompletion, Mesh, Port, RuntimeConfig, ShardCore, Submission, BATCH_MAX,

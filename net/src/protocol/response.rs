@@ -9,7 +9,8 @@ use rush_engine::{
 };
 
 use super::wire::{
-    AccountResponse, PlainResponse, ReservationResponse, SkuResponse, U16Le, U32Le, U64Le,
+    AccountResponse, PingResponse, PlainResponse, ReservationResponse, SkuResponse, U16Le, U32Le,
+    U64Le,
 };
 use super::{
     check_reserved, header, split_frame, view, DecodeError, Direction, FrameInfo, Opcode,
@@ -101,6 +102,14 @@ pub fn encode_response(opcode: Opcode, request_id: u64, reply: &Reply, out: &mut
         ResponseLayout::Plain => {
             out.extend_from_slice(bytes_of(&PlainResponse { result, original, reserved: [0; 44] }))
         }
+        ResponseLayout::Ping => out.extend_from_slice(bytes_of(&PingResponse {
+            result,
+            original,
+            shard_count: U16Le::new(0),
+            shard: U16Le::new(0),
+            shard_port_base: U16Le::new(0),
+            reserved: [0; 38],
+        })),
         ResponseLayout::Reservation => {
             let view = match reply.body {
                 ReplyBody::Reservation(view) => view,
@@ -162,6 +171,48 @@ pub fn encode_response(opcode: Opcode, request_id: u64, reply: &Reply, out: &mut
     }
 }
 
+/// The server's shard layout, as a PING response reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Topology {
+    /// Shards the server runs (1..=64; 0 when the server did not say).
+    pub shard_count: u16,
+    /// The shard that serves the connection the PING came on.
+    pub shard: u16,
+    /// Shard `i` also listens on port `shard_port_base + i`; 0 when it has no such ports.
+    pub shard_port_base: u16,
+}
+
+/// Appends the response to PING `request_id`: OK, with the server's topology.
+pub fn encode_ping_response(request_id: u64, topology: Topology, out: &mut Vec<u8>) {
+    let size = Opcode::Ping.response_size();
+    out.reserve(size);
+    out.extend_from_slice(bytes_of(&header(Opcode::Ping, size, request_id)));
+    let ok = U16Le::new(ResultCode::Ok as u16);
+    out.extend_from_slice(bytes_of(&PingResponse {
+        result: ok,
+        original: ok,
+        shard_count: U16Le::new(topology.shard_count),
+        shard: U16Le::new(topology.shard),
+        shard_port_base: U16Le::new(topology.shard_port_base),
+        reserved: [0; 38],
+    }));
+}
+
+/// The topology carried by the PING response at the start of `bytes` (`None` if `bytes`
+/// does not start with a valid PING response).
+pub fn ping_topology(bytes: &[u8]) -> Option<Topology> {
+    let (frame, length) = decode_response(bytes).ok()?;
+    if frame.opcode != Opcode::Ping {
+        return None;
+    }
+    let body: &PingResponse = bytemuck::try_from_bytes(bytes.get(HEADER_SIZE..length)?).ok()?;
+    Some(Topology {
+        shard_count: body.shard_count.get(),
+        shard: body.shard.get(),
+        shard_port_base: body.shard_port_base.get(),
+    })
+}
+
 /// Decodes the response frame at the start of `bytes`.
 ///
 /// On success returns the frame and the number of bytes it occupied (its length field).
@@ -188,6 +239,13 @@ fn decode_body(info: FrameInfo, frame: &[u8]) -> Result<Reply, DecodeError> {
             let body: &PlainResponse = view(frame, HEADER_SIZE, size)?;
             let (result, original) = codes(body.result, body.original, info)?;
             check_reserved(&body.reserved, at!(PlainResponse, reserved), info)?;
+            (result, original, ReplyBody::None)
+        }
+        ResponseLayout::Ping => {
+            // The topology is read with `ping_topology`; the reply itself has no body.
+            let body: &PingResponse = view(frame, HEADER_SIZE, size)?;
+            let (result, original) = codes(body.result, body.original, info)?;
+            check_reserved(&body.reserved, at!(PingResponse, reserved), info)?;
             (result, original, ReplyBody::None)
         }
         ResponseLayout::Reservation => {

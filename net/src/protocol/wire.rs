@@ -170,6 +170,25 @@ pub struct PlainResponse {
     pub reserved: [u8; 44],
 }
 
+/// Response body of PING: the codes and the server's shard topology, so that a client can
+/// send each request straight to its account's home shard (docs/PROTOCOL.md §5.1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
+pub struct PingResponse {
+    /// @0.
+    pub result: U16Le,
+    /// @2.
+    pub original: U16Le,
+    /// @4: how many shards the server runs (0: not reported).
+    pub shard_count: U16Le,
+    /// @6: the shard serving this connection.
+    pub shard: U16Le,
+    /// @8: shard `i` listens on `shard_port_base + i` (0: no per-shard ports).
+    pub shard_port_base: U16Le,
+    /// @10..48: reserved.
+    pub reserved: [u8; 38],
+}
+
 /// Response body of RESERVE, CONFIRM, CANCEL and QUERY_RESERVATION.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Pod, Zeroable)]
@@ -274,6 +293,7 @@ assert_layout! {
     AdjustStockRequest => 48,
     FundsRequest => 48,
     PlainResponse => 48,
+    PingResponse => 48,
     ReservationResponse => 48,
     AccountResponse => 48,
     SkuResponse => 88,

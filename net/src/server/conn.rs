@@ -1,0 +1,405 @@
+//! What both backends share about a connection: its buffers, its limits, and how its bytes
+//! become requests to the shard and its replies become bytes.
+//!
+//! A backend (io_uring or epoll) only moves bytes: it appends what it received to
+//! [`Conn::inbound`], calls [`Connections::process`], and sends [`Conn::outbound`]. Everything
+//! about frames, admin rights, limits and routing is here, once.
+//!
+//! Limits per connection (documented in docs/PROTOCOL.md §1):
+//! - at most `pipeline_max` requests in flight (decoded and not yet answered). Beyond that
+//!   the connection's further frames wait in its inbound buffer, unread by the engine;
+//! - the inbound buffer holds at most `inbound_bytes_max` unprocessed bytes: past it, the
+//!   backend stops reading the socket (TCP flow control pushes back on the client);
+//! - the outbound buffer grows only by answers to requests in flight, so it is bounded by
+//!   `pipeline_max` responses.
+
+use rush_engine::runtime::ShardCore;
+use rush_engine::{Reply, ResultCode};
+
+use crate::protocol::{
+    decode_request, encode_ping_response, encode_response, DecodeError, ErrorClass, Opcode,
+    Topology, MAX_FRAME_SIZE,
+};
+
+/// Limits of one shard's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Open connections one shard serves; a connection beyond it is closed at once.
+    pub connection_max: u32,
+    /// Requests in flight per connection (parked RESERVEs included).
+    pub pipeline_max: u32,
+    /// Unprocessed inbound bytes per connection before the server stops reading it.
+    pub inbound_bytes_max: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits { connection_max: 4096, pipeline_max: 4096, inbound_bytes_max: 256 * 1024 }
+    }
+}
+
+/// Why a connection is being closed (for counters and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its side and everything it asked was answered.
+    PeerClosed,
+    /// A framing-fatal decode error (bad magic, version, opcode or length).
+    Protocol(DecodeError),
+    /// The socket failed (reset, broken pipe, ...).
+    Io(i32),
+}
+
+/// One connection's protocol state. `H` is the backend's socket handle.
+#[derive(Debug)]
+pub struct Conn<H> {
+    pub handle: H,
+    pub generation: u32,
+    /// Admin operations allowed (accepted on the admin listener).
+    pub admin: bool,
+    /// Received bytes not yet decoded; `inbound_start` is the first unconsumed byte.
+    pub inbound: Vec<u8>,
+    inbound_start: usize,
+    /// Encoded responses not yet handed to the socket.
+    pub outbound: Vec<u8>,
+    /// Requests decoded and not yet answered.
+    pub in_flight: u32,
+    /// The peer sent EOF: no more input will come.
+    pub read_closed: bool,
+    /// Set when the connection must close (see [`Conn::close_after_flush`]).
+    pub closing: Option<CloseReason>,
+    /// Close once the outbound buffer is flushed, not before (fatal errors, EOF).
+    pub close_after_flush: bool,
+}
+
+impl<H> Conn<H> {
+    fn new(handle: H, generation: u32, admin: bool) -> Conn<H> {
+        Conn {
+            handle,
+            generation,
+            admin,
+            inbound: Vec::with_capacity(4096),
+            inbound_start: 0,
+            outbound: Vec::with_capacity(4096),
+            in_flight: 0,
+            read_closed: false,
+            closing: None,
+            close_after_flush: false,
+        }
+    }
+
+    /// Bytes received and not yet decoded.
+    pub fn pending_input(&self) -> usize {
+        self.inbound.len() - self.inbound_start
+    }
+
+    /// True once everything asked was answered and written out after EOF or a fatal error.
+    pub fn finished(&self) -> bool {
+        self.outbound.is_empty()
+            && ((self.close_after_flush && self.closing.is_some())
+                || (self.read_closed && self.in_flight == 0 && self.pending_input() < 64))
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.inbound_start += count;
+        debug_assert!(self.inbound_start <= self.inbound.len());
+        if self.inbound_start == self.inbound.len() {
+            self.inbound.clear();
+            self.inbound_start = 0;
+        } else if self.inbound_start >= 64 * 1024 {
+            self.inbound.drain(..self.inbound_start);
+            self.inbound_start = 0;
+        }
+    }
+}
+
+/// Counters of one shard's network loop.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetCounters {
+    pub accepted: u64,
+    pub refused_full: u64,
+    pub closed: u64,
+    pub frames: u64,
+    pub bad_frames: u64,
+    pub fatal_frames: u64,
+    pub unauthorized: u64,
+    /// io_uring: recv completions that found the buffer ring empty (re-armed at once).
+    pub recv_no_buffers: u64,
+}
+
+/// A connection's token as the shard core carries it: slot, generation and the request's
+/// opcode (needed to encode the reply), so a reply for a closed and reused slot is dropped.
+#[inline]
+pub fn token(slot: u32, generation: u32, opcode: Opcode) -> u64 {
+    u64::from(slot) | (u64::from(generation & 0xff_ffff) << 32) | (u64::from(opcode.as_u8()) << 56)
+}
+
+#[inline]
+fn untoken(token: u64) -> (u32, u32, Option<Opcode>) {
+    (token as u32, ((token >> 32) & 0xff_ffff) as u32, Opcode::from_u8((token >> 56) as u8))
+}
+
+/// One shard's connections: a slab of slots with generations.
+#[derive(Debug)]
+pub struct Connections<H> {
+    slots: Vec<Option<Conn<H>>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    limits: ConnLimits,
+    /// Slots that have input the engine has not taken yet (deduplicated by `queued`).
+    ready: Vec<u32>,
+    queued: Vec<bool>,
+    /// Slots with output to send.
+    dirty: Vec<u32>,
+    dirty_flag: Vec<bool>,
+    pub topology: Topology,
+    pub counters: NetCounters,
+}
+
+impl<H> Connections<H> {
+    pub fn new(limits: ConnLimits, topology: Topology) -> Connections<H> {
+        let max = limits.connection_max as usize;
+        Connections {
+            slots: (0..max).map(|_| None).collect(),
+            generations: vec![0; max],
+            free: (0..max as u32).rev().collect(),
+            limits,
+            ready: Vec::with_capacity(max),
+            queued: vec![false; max],
+            dirty: Vec::with_capacity(max),
+            dirty_flag: vec![false; max],
+            topology,
+            counters: NetCounters::default(),
+        }
+    }
+
+    pub fn limits(&self) -> ConnLimits {
+        self.limits
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Takes a slot for a new connection; `None` (refuse it) when every slot is taken.
+    pub fn open(&mut self, handle: H, admin: bool) -> Result<(u32, u32), H> {
+        let Some(slot) = self.free.pop() else {
+            self.counters.refused_full += 1;
+            return Err(handle);
+        };
+        let generation = self.generations[slot as usize].wrapping_add(1) & 0xff_ffff;
+        self.generations[slot as usize] = generation;
+        debug_assert!(self.slots[slot as usize].is_none());
+        self.slots[slot as usize] = Some(Conn::new(handle, generation, admin));
+        self.counters.accepted += 1;
+        Ok((slot, generation))
+    }
+
+    /// Frees a slot; returns its connection. Replies still in flight for it are dropped
+    /// when they arrive (their generation no longer matches).
+    pub fn release(&mut self, slot: u32) -> Option<Conn<H>> {
+        let conn = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        self.counters.closed += 1;
+        Some(conn)
+    }
+
+    pub fn get(&mut self, slot: u32, generation: u32) -> Option<&mut Conn<H>> {
+        match self.slots.get_mut(slot as usize) {
+            Some(Some(conn)) if conn.generation == generation => Some(conn),
+            _ => None,
+        }
+    }
+
+    pub fn get_slot(&mut self, slot: u32) -> Option<&mut Conn<H>> {
+        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+    }
+
+    /// Every open slot.
+    pub fn open_slots(&self) -> Vec<u32> {
+        (0..self.slots.len() as u32).filter(|slot| self.slots[*slot as usize].is_some()).collect()
+    }
+
+    /// Marks a slot as having input for the engine.
+    pub fn mark_ready(&mut self, slot: u32) {
+        if !std::mem::replace(&mut self.queued[slot as usize], true) {
+            self.ready.push(slot);
+        }
+    }
+
+    fn mark_dirty(&mut self, slot: u32) {
+        if !std::mem::replace(&mut self.dirty_flag[slot as usize], true) {
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Slots with output to send since the last call.
+    pub fn take_dirty(&mut self, out: &mut Vec<u32>) {
+        for slot in self.dirty.drain(..) {
+            self.dirty_flag[slot as usize] = false;
+            out.push(slot);
+        }
+    }
+
+    /// True when the connection's inbound buffer is full: the backend stops reading it.
+    pub fn inbound_full(&self, slot: u32) -> bool {
+        match &self.slots[slot as usize] {
+            Some(conn) => conn.pending_input() >= self.limits.inbound_bytes_max,
+            None => false,
+        }
+    }
+
+    /// Decodes the input of every ready connection and hands the requests to `core`, as
+    /// far as the limits allow (the rest stays ready for the next pass).
+    pub fn process(&mut self, core: &mut ShardCore, now_ms: u64) -> usize {
+        let mut work = 0;
+        let ready = std::mem::take(&mut self.ready);
+        let mut again = Vec::new();
+        for slot in ready {
+            self.queued[slot as usize] = false;
+            let (progress, blocked) = self.process_one(core, now_ms, slot);
+            work += progress;
+            if blocked {
+                again.push(slot);
+            }
+        }
+        for slot in again {
+            self.mark_ready(slot);
+        }
+        work
+    }
+
+    /// Returns (frames handled, still has input it could not hand over).
+    fn process_one(&mut self, core: &mut ShardCore, now_ms: u64, slot: u32) -> (usize, bool) {
+        let limits = self.limits;
+        let topology = self.topology;
+        let Some(conn) = self.slots[slot as usize].as_mut() else {
+            return (0, false);
+        };
+        if conn.closing.is_some() {
+            return (0, false);
+        }
+        let mut handled = 0;
+        let mut blocked = false;
+        let mut wrote = false;
+        loop {
+            if conn.in_flight >= limits.pipeline_max || !core.accepts_clients() {
+                blocked = conn.pending_input() >= 64;
+                break;
+            }
+            let bytes = &conn.inbound[conn.inbound_start..];
+            if bytes.is_empty() {
+                break;
+            }
+            match decode_request(bytes) {
+                Ok((frame, consumed)) => {
+                    conn.consume(consumed);
+                    handled += 1;
+                    self.counters.frames += 1;
+                    let opcode = frame.opcode();
+                    if opcode == Opcode::Ping {
+                        encode_ping_response(frame.request_id, topology, &mut conn.outbound);
+                        wrote = true;
+                    } else if opcode.is_admin() && !conn.admin {
+                        self.counters.unauthorized += 1;
+                        let reply = Reply::code(ResultCode::Unauthorized);
+                        encode_response(opcode, frame.request_id, &reply, &mut conn.outbound);
+                        wrote = true;
+                    } else {
+                        conn.in_flight += 1;
+                        let token = token(slot, conn.generation, opcode);
+                        core.submit(now_ms, token, frame.request_id, &frame.request);
+                    }
+                }
+                Err(error) => match error.class() {
+                    ErrorClass::Incomplete => break,
+                    ErrorClass::FrameLocal => {
+                        let frame = error.frame().expect("a frame-local error names its frame");
+                        conn.consume(frame.length.min(conn.pending_input()));
+                        handled += 1;
+                        self.counters.bad_frames += 1;
+                        let reply = Reply::code(ResultCode::BadRequest);
+                        encode_response(frame.opcode, frame.request_id, &reply, &mut conn.outbound);
+                        wrote = true;
+                    }
+                    ErrorClass::Fatal => {
+                        self.counters.fatal_frames += 1;
+                        conn.closing = Some(CloseReason::Protocol(error));
+                        conn.close_after_flush = true;
+                        conn.inbound.clear();
+                        conn.inbound_start = 0;
+                        wrote = true;
+                        break;
+                    }
+                },
+            }
+        }
+        debug_assert!(
+            conn.pending_input() < MAX_FRAME_SIZE
+                || blocked
+                || conn.closing.is_some()
+                || conn.inbound_start == 0
+        );
+        if wrote {
+            self.mark_dirty(slot);
+        }
+        (handled, blocked)
+    }
+
+    /// Encodes the replies the shard produced for its connections.
+    pub fn complete(&mut self, core: &mut ShardCore) -> usize {
+        let mut count = 0;
+        let mut touched = std::mem::take(&mut self.dirty);
+        for completion in core.drain_local() {
+            count += 1;
+            let (slot, generation, opcode) = untoken(completion.connection);
+            let Some(opcode) = opcode else {
+                debug_assert!(false, "a token always carries a valid opcode");
+                continue;
+            };
+            let Some(conn) = self.get(slot, generation) else {
+                continue; // the connection closed meanwhile: nobody to answer
+            };
+            debug_assert!(conn.in_flight > 0);
+            conn.in_flight = conn.in_flight.saturating_sub(1);
+            encode_response(opcode, completion.tag, &completion.reply, &mut conn.outbound);
+            let was_blocked = conn.in_flight + 1 >= self.limits.pipeline_max;
+            if !std::mem::replace(&mut self.dirty_flag[slot as usize], true) {
+                touched.push(slot);
+            }
+            if was_blocked {
+                self.mark_ready(slot);
+            }
+        }
+        self.dirty = touched;
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_stale_generations() {
+        let packed = token(7, 0x12_3456, Opcode::QuerySku);
+        assert_eq!(untoken(packed), (7, 0x12_3456, Some(Opcode::QuerySku)));
+        let mut connections: Connections<u32> = Connections::new(
+            ConnLimits { connection_max: 2, pipeline_max: 4, inbound_bytes_max: 1024 },
+            Topology::default(),
+        );
+        let (slot, generation) = connections.open(10, false).unwrap();
+        let (_, _) = connections.open(11, false).unwrap();
+        assert_eq!(connections.open(12, false), Err(12), "full: the handle is given back");
+        assert_eq!(connections.counters.refused_full, 1);
+        connections.release(slot).unwrap();
+        let (again, generation_again) = connections.open(13, false).unwrap();
+        assert_eq!(again, slot);
+        assert_ne!(generation, generation_again);
+        assert!(connections.get(slot, generation).is_none(), "a stale token finds nothing");
+        assert!(connections.get(slot, generation_again).is_some());
+    }
+}

@@ -1,0 +1,321 @@
+//! The epoll backend (mio), for machines where io_uring is unavailable: the same shards and
+//! the same connection logic (`conn.rs`), with readiness instead of completions.
+//!
+//! Each pass polls without blocking, reads every readable socket until it would block (or
+//! until the connection's inbound buffer is full: backpressure), hands the frames to the
+//! shard, and writes each connection's coalesced responses until the socket would block. A
+//! shard with nothing to do sleeps in `epoll_wait`, woken by a peer through a `mio::Waker`
+//! (an eventfd) only when it sleeps.
+
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use rush_engine::runtime::{unix_ms, Notify, ShardCore};
+
+use super::conn::{CloseReason, Connections};
+use super::{Ready, ShardIo, ShardReport, IDLE_WAIT};
+
+const WAKE: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = 1 << 40;
+const READ_CHUNK: usize = 64 * 1024;
+
+struct MioNotify(Arc<Waker>);
+
+impl Notify for MioNotify {
+    fn notify(&self) {
+        let _ = self.0.wake();
+    }
+}
+
+/// Per-connection epoll state.
+#[derive(Debug)]
+pub(crate) struct EpollSocket {
+    stream: TcpStream,
+    /// Readiness seen and not yet read to exhaustion (edge-triggered: must be remembered).
+    readable: bool,
+}
+
+struct Shard<'a> {
+    poll: Poll,
+    events: Events,
+    core: &'a mut ShardCore,
+    connections: Connections<EpollSocket>,
+    listeners: Vec<(TcpListener, bool)>,
+    accepting: bool,
+    /// Connections with readiness left over (backpressure) to read in a later pass.
+    unread: Vec<u32>,
+    dirty: Vec<u32>,
+    scratch: Box<[u8]>,
+}
+
+pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
+    let ShardIo { core, listeners, limits, topology } = io;
+    let shard_index = core.shard();
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    if !core.doorbell().set_notifier(Box::new(MioNotify(waker))) {
+        return Err(io::Error::other("the shard's doorbell already has a notifier"));
+    }
+    let mut registered = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        listener.socket.set_nonblocking(true)?;
+        let mut socket = TcpListener::from_std(listener.socket);
+        poll.registry().register(&mut socket, Token(LISTENER_BASE + index), Interest::READABLE)?;
+        registered.push((socket, listener.admin));
+    }
+    let mut shard = Shard {
+        poll,
+        events: Events::with_capacity(1024),
+        core,
+        connections: Connections::new(limits, topology),
+        listeners: registered,
+        accepting: true,
+        unread: Vec::new(),
+        dirty: Vec::new(),
+        scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+    };
+    let _ = ready.send((shard_index, Ok(())));
+    shard.run(stop)?;
+    Ok(ShardReport { counters: shard.connections.counters })
+}
+
+impl Shard<'_> {
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let doorbell = Arc::clone(self.core.doorbell());
+        let mut stopping_since: Option<std::time::Instant> = None;
+        let mut slept = false;
+        loop {
+            let now_ms = unix_ms();
+            let mut work = self.core.poll_peers(now_ms);
+            if !slept {
+                self.poll_now(Some(std::time::Duration::ZERO))?;
+            }
+            slept = false;
+            work += self.handle_events();
+            work += self.read_ready();
+            work += self.connections.process(self.core, now_ms);
+            work += self.core.finish_pass(now_ms);
+            work += self.connections.complete(self.core);
+            self.flush();
+            if stop.load(Ordering::Acquire) {
+                let since = *stopping_since.get_or_insert_with(|| {
+                    self.begin_shutdown();
+                    std::time::Instant::now()
+                });
+                if self.connections.is_empty() || since.elapsed() > super::SHUTDOWN_GRACE {
+                    break;
+                }
+            }
+            if work > 0 || !self.unread.is_empty() {
+                continue;
+            }
+            let core = &*self.core;
+            let poll = &mut self.poll;
+            let events = &mut self.events;
+            let waited = doorbell
+                .sleep_with(|| core.has_peer_input(), || poll.poll(events, Some(IDLE_WAIT)));
+            match waited {
+                None => {}
+                Some(Ok(())) => slept = true,
+                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Some(Err(error)) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_now(&mut self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.accepting = false;
+        for (listener, _) in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        self.listeners.clear();
+        for slot in self.connections.open_slots() {
+            if let Some(conn) = self.connections.get_slot(slot) {
+                conn.read_closed = true;
+            }
+            self.dirty.push(slot);
+        }
+    }
+
+    fn handle_events(&mut self) -> usize {
+        let mut count = 0;
+        let mut accept_from = Vec::new();
+        for event in self.events.iter() {
+            count += 1;
+            let token = event.token();
+            if token == WAKE {
+                continue;
+            }
+            if token.0 >= LISTENER_BASE {
+                accept_from.push(token.0 - LISTENER_BASE);
+                continue;
+            }
+            let slot = token.0 as u32;
+            if let Some(conn) = self.connections.get_slot(slot) {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    conn.handle.readable = true;
+                    self.unread.push(slot);
+                }
+                if event.is_writable() {
+                    self.dirty.push(slot);
+                }
+            }
+        }
+        self.events.clear();
+        for index in accept_from {
+            self.accept(index);
+        }
+        count
+    }
+
+    fn accept(&mut self, index: usize) {
+        loop {
+            if !self.accepting {
+                return;
+            }
+            let Some((listener, admin)) = self.listeners.get(index) else { return };
+            let admin = *admin;
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let socket = EpollSocket { stream, readable: true };
+                    match self.connections.open(socket, admin) {
+                        Ok((slot, _)) => {
+                            let registry = self.poll.registry();
+                            let conn = self.connections.get_slot(slot).expect("just opened");
+                            if registry
+                                .register(
+                                    &mut conn.handle.stream,
+                                    Token(slot as usize),
+                                    Interest::READABLE | Interest::WRITABLE,
+                                )
+                                .is_err()
+                            {
+                                self.connections.release(slot);
+                                continue;
+                            }
+                            self.unread.push(slot);
+                        }
+                        // Refused: every slot is taken; dropping the stream closes it.
+                        Err(socket) => drop(socket),
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                // ECONNABORTED, EMFILE, ...: skip this one, keep the listener.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads every connection with readiness left, until it would block or its inbound
+    /// buffer is full (then it stays on the list: backpressure).
+    fn read_ready(&mut self) -> usize {
+        let mut work = 0;
+        let mut slots = std::mem::take(&mut self.unread);
+        slots.sort_unstable();
+        slots.dedup();
+        let limit = self.connections.limits().inbound_bytes_max;
+        for slot in slots {
+            let Some(conn) = self.connections.get_slot(slot) else { continue };
+            if !conn.handle.readable || conn.closing.is_some() || conn.read_closed {
+                continue;
+            }
+            let mut received = false;
+            loop {
+                if conn.pending_input() >= limit {
+                    self.unread.push(slot);
+                    break;
+                }
+                match conn.handle.stream.read(&mut self.scratch) {
+                    Ok(0) => {
+                        conn.read_closed = true;
+                        conn.handle.readable = false;
+                        received = true;
+                        break;
+                    }
+                    Ok(length) => {
+                        conn.inbound.extend_from_slice(&self.scratch[..length]);
+                        received = true;
+                        work += 1;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        conn.handle.readable = false;
+                        break;
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        conn.closing = Some(CloseReason::Io(error.raw_os_error().unwrap_or(0)));
+                        conn.close_after_flush = false;
+                        break;
+                    }
+                }
+            }
+            if received {
+                self.connections.mark_ready(slot);
+            }
+            self.dirty.push(slot);
+        }
+        work
+    }
+
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.connections.take_dirty(&mut dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for slot in dirty.drain(..) {
+            let Some(conn) = self.connections.get_slot(slot) else { continue };
+            let mut written = 0;
+            while written < conn.outbound.len()
+                && conn.closing.is_none_or(|_| conn.close_after_flush)
+            {
+                match conn.handle.stream.write(&conn.outbound[written..]) {
+                    Ok(0) => break,
+                    Ok(length) => written += length,
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        conn.closing = Some(CloseReason::Io(error.raw_os_error().unwrap_or(0)));
+                        conn.close_after_flush = false;
+                        break;
+                    }
+                }
+            }
+            conn.outbound.drain(..written);
+            // Input left behind by backpressure is read once the engine took the rest.
+            if conn.handle.readable && !self.connections.inbound_full(slot) {
+                self.unread.push(slot);
+            }
+            self.maybe_close(slot);
+        }
+        self.dirty = dirty;
+    }
+
+    fn maybe_close(&mut self, slot: u32) {
+        let Some(conn) = self.connections.get_slot(slot) else { return };
+        let done = match conn.closing {
+            Some(_) if !conn.close_after_flush => true,
+            _ => conn.finished(),
+        };
+        if !done {
+            return;
+        }
+        if let Some(mut conn) = self.connections.release(slot) {
+            let _ = self.poll.registry().deregister(&mut conn.handle.stream);
+            // Dropping the stream closes the socket.
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! The io_uring backend: one ring per shard, created on the shard's thread with
+//! SINGLE_ISSUER | DEFER_TASKRUN.
+//!
+//! - multishot ACCEPT on each of the shard's listeners;
+//! - multishot RECV into a registered buffer ring (provided buffers): each completion's bytes
+//!   are copied into the connection's inbound buffer and the buffer goes back to the ring at
+//!   once; a completion with ENOBUFS (the ring ran dry) is counted and the recv re-armed;
+//! - one SEND in flight per connection: responses produced in a pass are coalesced into
+//!   the connection's outbound buffer and sent with one SEND; a partial write re-sends the
+//!   rest; the next SEND goes when the previous one completed;
+//! - a READ on the shard's eventfd, re-armed after each completion: peers write it to wake a
+//!   shard that sleeps in `io_uring_enter` (only when it sleeps: see `Doorbell`);
+//! - one `submit_with_args` per loop pass, waiting only when the pass found nothing to do,
+//!   with a timeout so timers fire on time.
+//!
+//! A connection is closed (`close(2)`) only once no operation of it is in flight: its
+//! multishot recv is cancelled first and its send, if any, completes, so no kernel
+//! operation ever refers to a freed buffer or a reused descriptor.
+#![allow(unsafe_code)] // io_uring submissions hand buffer addresses to the kernel.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rush_engine::runtime::{unix_ms, Notify, ShardCore};
+
+use super::conn::{CloseReason, Connections};
+use super::{Listener, Ready, ShardIo, ShardReport, IDLE_WAIT};
+
+const RING_ENTRIES: u32 = 1024;
+const COMPLETION_ENTRIES: u32 = 16 * 1024;
+/// Provided buffers: count (a power of two, at most 32768) and size of each.
+const BUFFER_COUNT: u16 = 512;
+const BUFFER_SIZE: usize = 16 * 1024;
+const BUFFER_GROUP: u16 = 0;
+
+// user_data: kind in the top byte, then generation (24 bits) and slot (32 bits).
+const KIND_ACCEPT: u64 = 1;
+const KIND_RECV: u64 = 2;
+const KIND_SEND: u64 = 3;
+const KIND_WAKE: u64 = 4;
+const KIND_CANCEL: u64 = 5;
+
+fn user_data(kind: u64, generation: u32, slot: u32) -> u64 {
+    (kind << 56) | (u64::from(generation & 0xff_ffff) << 32) | u64::from(slot)
+}
+
+fn split_user_data(data: u64) -> (u64, u32, u32) {
+    (data >> 56, ((data >> 32) & 0xff_ffff) as u32, data as u32)
+}
+
+/// The flags a ring is created with; the probe uses the same.
+pub(crate) fn builder() -> io_uring::Builder {
+    let mut builder = IoUring::builder();
+    builder
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_taskrun_flag()
+        .setup_submit_all()
+        .setup_cqsize(COMPLETION_ENTRIES);
+    builder
+}
+
+/// An eventfd: written by peers to wake this shard.
+#[derive(Debug)]
+pub(crate) struct EventFd(RawFd);
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall with constant flags; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(EventFd(fd))
+    }
+}
+
+impl Notify for EventFd {
+    fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own; a failure (counter
+        // saturated) still leaves the eventfd readable, which is all a wake-up needs.
+        unsafe { libc::write(self.0, (&one as *const u64).cast(), 8) };
+    }
+}
+
+impl Drop for EventFd {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this value owns, once.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// The provided-buffer ring: `BUFFER_COUNT` entries shared with the kernel, and the buffers.
+struct BufferRing {
+    entries: *mut types::BufRingEntry,
+    entries_layout: std::alloc::Layout,
+    buffers: Box<[u8]>,
+    tail: u16,
+}
+
+impl BufferRing {
+    fn new(ring: &IoUring) -> io::Result<BufferRing> {
+        let entries_layout = std::alloc::Layout::from_size_align(
+            BUFFER_COUNT as usize * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|_| io::Error::other("buffer ring layout"))?;
+        // SAFETY: the layout has a non-zero size; the memory is zeroed (a valid ring header).
+        let entries: *mut types::BufRingEntry =
+            unsafe { std::alloc::alloc_zeroed(entries_layout) }.cast();
+        if entries.is_null() {
+            return Err(io::Error::other("buffer ring allocation failed"));
+        }
+        let mut buffers = BufferRing {
+            entries,
+            entries_layout,
+            buffers: vec![0u8; BUFFER_COUNT as usize * BUFFER_SIZE].into_boxed_slice(),
+            tail: 0,
+        };
+        // SAFETY: `entries` is page-aligned memory for BUFFER_COUNT entries that lives as long
+        // as this value, which outlives the ring's use of it (`Shard` drops the ring first and
+        // unregisters the group on drop).
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                entries as u64,
+                BUFFER_COUNT,
+                BUFFER_GROUP,
+                0,
+            )?;
+        }
+        for id in 0..BUFFER_COUNT {
+            buffers.push(id);
+        }
+        buffers.publish();
+        Ok(buffers)
+    }
+
+    /// Puts buffer `id` back at the tail (published by [`BufferRing::publish`]).
+    fn push(&mut self, id: u16) {
+        debug_assert!(id < BUFFER_COUNT);
+        let index = (self.tail & (BUFFER_COUNT - 1)) as usize;
+        // SAFETY: `index < BUFFER_COUNT`; the kernel does not read entries past the published
+        // tail, and this entry's previous buffer was consumed (its completion arrived).
+        let entry = unsafe { &mut *self.entries.add(index) };
+        entry.set_addr(self.buffers[id as usize * BUFFER_SIZE..].as_ptr() as u64);
+        entry.set_len(BUFFER_SIZE as u32);
+        entry.set_bid(id);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the pushed entries visible to the kernel.
+    fn publish(&mut self) {
+        // SAFETY: the tail field lives in the first entry of the ring we allocated; the
+        // kernel reads it with acquire semantics, so a release store orders the entries
+        // written before it.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast_mut();
+            (*tail.cast::<std::sync::atomic::AtomicU16>()).store(self.tail, Ordering::Release);
+        }
+    }
+
+    fn buffer(&self, id: u16, length: usize) -> &[u8] {
+        let start = id as usize * BUFFER_SIZE;
+        &self.buffers[start..start + length.min(BUFFER_SIZE)]
+    }
+}
+
+impl Drop for BufferRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring that used it is gone.
+        unsafe { std::alloc::dealloc(self.entries.cast(), self.entries_layout) };
+    }
+}
+
+/// Per-connection io_uring state, beside the protocol state in `Conn`.
+#[derive(Debug, Default)]
+pub(crate) struct UringSocket {
+    fd: RawFd,
+    recv_armed: bool,
+    /// Reading stopped for backpressure (inbound buffer full) or shutdown.
+    recv_paused: bool,
+    cancel_sent: bool,
+    /// The bytes of the SEND in flight (stable while the kernel reads them) and how many of
+    /// them were sent.
+    sending: Vec<u8>,
+    sent: usize,
+    send_in_flight: bool,
+}
+
+struct Shard<'a> {
+    ring: IoUring,
+    buffers: BufferRing,
+    core: &'a mut ShardCore,
+    connections: Connections<UringSocket>,
+    listeners: Vec<Listener>,
+    accepting: bool,
+    eventfd: Arc<EventFd>,
+    wake_buffer: Box<u64>,
+    wake_armed: bool,
+    dirty: Vec<u32>,
+}
+
+pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
+    let ShardIo { core, listeners, limits, topology } = io;
+    let shard_index = core.shard();
+    let ring = builder().build(RING_ENTRIES)?;
+    let buffers = BufferRing::new(&ring)?;
+    let eventfd = Arc::new(EventFd::new()?);
+    let notifier = NotifyEventFd(Arc::clone(&eventfd));
+    if !core.doorbell().set_notifier(Box::new(notifier)) {
+        return Err(io::Error::other("the shard's doorbell already has a notifier"));
+    }
+    let mut shard = Shard {
+        ring,
+        buffers,
+        core,
+        connections: Connections::new(limits, topology),
+        listeners,
+        accepting: true,
+        eventfd,
+        wake_buffer: Box::new(0),
+        wake_armed: false,
+        dirty: Vec::new(),
+    };
+    for index in 0..shard.listeners.len() {
+        shard.arm_accept(index);
+    }
+    shard.arm_wake();
+    let _ = ready.send((shard_index, Ok(())));
+    shard.run(stop)?;
+    let report = ShardReport { counters: shard.connections.counters };
+    drop(shard);
+    Ok(report)
+}
+
+struct NotifyEventFd(Arc<EventFd>);
+
+impl Notify for NotifyEventFd {
+    fn notify(&self) {
+        self.0.notify();
+    }
+}
+
+impl Shard<'_> {
+    fn push(&mut self, entry: squeue::Entry) {
+        // SAFETY: every entry built here refers only to memory that outlives the operation:
+        // connection send buffers are kept until the send completes, the wake buffer and
+        // buffer ring live as long as the ring, and descriptors stay open until no
+        // operation refers to them.
+        while unsafe { self.ring.submission().push(&entry) }.is_err() {
+            // Full submission queue: hand what is queued to the kernel and retry.
+            if let Err(error) = self.ring.submit() {
+                if error.raw_os_error() != Some(libc::EBUSY) {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn arm_accept(&mut self, index: usize) {
+        let fd = self.listeners[index].socket.as_raw_fd();
+        let entry = opcode::AcceptMulti::new(types::Fd(fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(user_data(KIND_ACCEPT, 0, index as u32));
+        self.push(entry);
+    }
+
+    fn arm_wake(&mut self) {
+        let entry = opcode::Read::new(
+            types::Fd(self.eventfd.0),
+            (&mut *self.wake_buffer as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(user_data(KIND_WAKE, 0, 0));
+        self.push(entry);
+        self.wake_armed = true;
+    }
+
+    fn arm_recv(&mut self, slot: u32) {
+        let Some(conn) = self.connections.get_slot(slot) else { return };
+        if conn.handle.recv_armed || conn.closing.is_some() || conn.read_closed {
+            return;
+        }
+        conn.handle.recv_armed = true;
+        conn.handle.recv_paused = false;
+        let entry = opcode::RecvMulti::new(types::Fd(conn.handle.fd), BUFFER_GROUP)
+            .build()
+            .user_data(user_data(KIND_RECV, conn.generation, slot));
+        self.push(entry);
+    }
+
+    fn cancel_recv(&mut self, slot: u32) {
+        let Some(conn) = self.connections.get_slot(slot) else { return };
+        if !conn.handle.recv_armed || conn.handle.cancel_sent {
+            return;
+        }
+        conn.handle.cancel_sent = true;
+        let target = user_data(KIND_RECV, conn.generation, slot);
+        let entry = opcode::AsyncCancel::new(target).build().user_data(user_data(
+            KIND_CANCEL,
+            conn.generation,
+            slot,
+        ));
+        self.push(entry);
+    }
+
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let doorbell = Arc::clone(self.core.doorbell());
+        let mut stopping_since: Option<std::time::Instant> = None;
+        loop {
+            let now_ms = unix_ms();
+            let mut work = self.core.poll_peers(now_ms);
+            work += self.reap(now_ms);
+            work += self.connections.process(self.core, now_ms);
+            work += self.core.finish_pass(now_ms);
+            work += self.connections.complete(self.core);
+            self.flush();
+            if stop.load(Ordering::Acquire) {
+                let since = *stopping_since.get_or_insert_with(|| {
+                    self.begin_shutdown();
+                    std::time::Instant::now()
+                });
+                if self.connections.is_empty() || since.elapsed() > super::SHUTDOWN_GRACE {
+                    break;
+                }
+            }
+            if work > 0 {
+                self.submit_pending()?;
+                continue;
+            }
+            // With DEFER_TASKRUN completions are posted only inside our own io_uring_enter,
+            // so after `reap` only peer mail can arrive behind our back: the handshake
+            // re-checks the peer rings after announcing the sleep.
+            let core = &*self.core;
+            let ring = &self.ring;
+            let waited = doorbell.sleep_with(
+                || core.has_peer_input(),
+                || {
+                    let timeout = types::Timespec::from(IDLE_WAIT);
+                    let args = types::SubmitArgs::new().timespec(&timeout);
+                    ring.submitter().submit_with_args(1, &args)
+                },
+            );
+            let slept = waited.is_some();
+            match waited {
+                None | Some(Ok(_)) => {}
+                Some(Err(error))
+                    if matches!(
+                        error.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
+                Some(Err(error)) => return Err(error),
+            }
+            if !slept {
+                self.submit_pending()?;
+            }
+        }
+        self.close_all();
+        Ok(())
+    }
+
+    /// One `io_uring_enter` when there is something to submit or deferred completions to
+    /// run; none otherwise.
+    fn submit_pending(&mut self) -> io::Result<()> {
+        let pending = {
+            let mut submission = self.ring.submission();
+            submission.sync();
+            !submission.is_empty() || submission.taskrun() || submission.cq_overflow()
+        };
+        if pending {
+            match self.ring.submit() {
+                Ok(_) => {}
+                Err(error) if matches!(error.raw_os_error(), Some(libc::EBUSY | libc::EINTR)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop accepting and reading; answer what is in flight.
+    fn begin_shutdown(&mut self) {
+        self.accepting = false;
+        for listener in &self.listeners {
+            // SAFETY: shutting down a listening socket we own wakes and ends its accept.
+            unsafe { libc::shutdown(listener.socket.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+        for slot in self.connections.open_slots() {
+            if let Some(conn) = self.connections.get_slot(slot) {
+                conn.read_closed = true;
+            }
+            self.cancel_recv(slot);
+            self.maybe_close(slot);
+        }
+    }
+
+    /// Handles every completion queued; returns how many.
+    fn reap(&mut self, now_ms: u64) -> usize {
+        let _ = now_ms;
+        let mut count = 0;
+        let mut recycled = false;
+        loop {
+            let Some(completion) = self.ring.completion().next() else { break };
+            count += 1;
+            let (kind, generation, slot) = split_user_data(completion.user_data());
+            let result = completion.result();
+            let flags = completion.flags();
+            match kind {
+                KIND_ACCEPT => self.on_accept(slot as usize, result, flags),
+                KIND_RECV => recycled |= self.on_recv(slot, generation, result, flags),
+                KIND_SEND => self.on_send(slot, generation, result),
+                KIND_WAKE => {
+                    self.wake_armed = false;
+                    self.arm_wake();
+                }
+                KIND_CANCEL => {}
+                _ => debug_assert!(false, "unknown completion kind {kind}"),
+            }
+        }
+        if recycled {
+            self.buffers.publish();
+        }
+        count
+    }
+
+    fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
+        if result >= 0 {
+            let fd = result;
+            if !self.accepting {
+                // SAFETY: closes the descriptor the kernel just gave us.
+                unsafe { libc::close(fd) };
+            } else {
+                set_nodelay(fd);
+                let admin = self.listeners[index].admin;
+                let socket = UringSocket { fd, ..UringSocket::default() };
+                match self.connections.open(socket, admin) {
+                    Ok((slot, _generation)) => self.arm_recv(slot),
+                    // Refused: every slot is taken. The client sees the connection closed.
+                    // SAFETY: closes the descriptor the kernel just gave us.
+                    Err(socket) => unsafe {
+                        libc::close(socket.fd);
+                    },
+                }
+            }
+        }
+        if !cqueue::more(flags) && self.accepting {
+            self.arm_accept(index);
+        }
+    }
+
+    /// Returns true when a buffer went back to the ring.
+    fn on_recv(&mut self, slot: u32, generation: u32, result: i32, flags: u32) -> bool {
+        let mut recycled = false;
+        let buffer = cqueue::buffer_select(flags);
+        if let (Some(id), true) = (buffer, result > 0) {
+            let length = result as usize;
+            let bytes = self.buffers.buffer(id, length);
+            if let Some(conn) = self.connections.get(slot, generation) {
+                if conn.closing.is_none() && !conn.read_closed {
+                    conn.inbound.extend_from_slice(bytes);
+                }
+            }
+            self.buffers.push(id);
+            recycled = true;
+        } else if let Some(id) = buffer {
+            self.buffers.push(id);
+            recycled = true;
+        }
+        let more = cqueue::more(flags);
+        let inbound_full = self.connections.inbound_full(slot);
+        let Some(conn) = self.connections.get(slot, generation) else {
+            return recycled;
+        };
+        if !more {
+            conn.handle.recv_armed = false;
+            conn.handle.cancel_sent = false;
+        }
+        match result {
+            length if length > 0 => {
+                self.connections.mark_ready(slot);
+                if inbound_full {
+                    // Backpressure: stop reading until the engine has taken the input.
+                    if let Some(conn) = self.connections.get_slot(slot) {
+                        conn.handle.recv_paused = true;
+                    }
+                    self.cancel_recv(slot);
+                } else if !more {
+                    self.arm_recv(slot);
+                }
+            }
+            0 => {
+                conn.read_closed = true;
+                self.connections.mark_ready(slot);
+            }
+            error if error == -libc::ENOBUFS => {
+                self.connections.counters.recv_no_buffers += 1;
+                if !more {
+                    self.arm_recv(slot);
+                }
+            }
+            error if error == -libc::ECANCELED => {}
+            error => {
+                conn.closing = Some(CloseReason::Io(-error));
+                conn.close_after_flush = false;
+            }
+        }
+        self.maybe_close(slot);
+        recycled
+    }
+
+    fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+        let Some(conn) = self.connections.get(slot, generation) else { return };
+        debug_assert!(conn.handle.send_in_flight);
+        conn.handle.send_in_flight = false;
+        if result < 0 {
+            if result != -libc::EAGAIN && result != -libc::EINTR {
+                conn.closing = Some(CloseReason::Io(-result));
+                conn.close_after_flush = false;
+                conn.handle.sending.clear();
+            }
+        } else {
+            conn.handle.sent += result as usize;
+            if conn.handle.sent >= conn.handle.sending.len() {
+                conn.handle.sending.clear();
+                conn.handle.sent = 0;
+            }
+        }
+        self.dirty.push(slot);
+        self.maybe_close(slot);
+    }
+
+    /// Sends what each touched connection has to send (one SEND in flight per connection),
+    /// re-arms paused reads whose input was taken, and closes finished connections.
+    fn flush(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        self.connections.take_dirty(&mut dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for slot in dirty.drain(..) {
+            let inbound_full = self.connections.inbound_full(slot);
+            let Some(conn) = self.connections.get_slot(slot) else { continue };
+            if conn.handle.recv_paused && !inbound_full && !conn.handle.recv_armed {
+                self.arm_recv(slot);
+            }
+            let Some(conn) = self.connections.get_slot(slot) else { continue };
+            if !conn.handle.send_in_flight && conn.closing.is_none_or(|_| conn.close_after_flush) {
+                if conn.handle.sending.is_empty() {
+                    std::mem::swap(&mut conn.handle.sending, &mut conn.outbound);
+                    conn.handle.sent = 0;
+                }
+                if conn.handle.sent < conn.handle.sending.len() {
+                    let rest = &conn.handle.sending[conn.handle.sent..];
+                    let entry = opcode::Send::new(
+                        types::Fd(conn.handle.fd),
+                        rest.as_ptr(),
+                        rest.len() as u32,
+                    )
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data(user_data(KIND_SEND, conn.generation, slot));
+                    conn.handle.send_in_flight = true;
+                    self.push(entry);
+                }
+            }
+            self.maybe_close(slot);
+        }
+        self.dirty = dirty;
+    }
+
+    /// Closes the connection if it is done and no operation refers to it any more.
+    fn maybe_close(&mut self, slot: u32) {
+        let Some(conn) = self.connections.get_slot(slot) else { return };
+        let done = match conn.closing {
+            Some(_) if !conn.close_after_flush => true,
+            _ => conn.finished() && conn.handle.sending.is_empty(),
+        };
+        if !done {
+            return;
+        }
+        if conn.closing.is_none() {
+            conn.closing = Some(CloseReason::PeerClosed);
+        }
+        if conn.handle.recv_armed {
+            self.cancel_recv(slot);
+            return;
+        }
+        if conn.handle.send_in_flight {
+            return;
+        }
+        if let Some(conn) = self.connections.release(slot) {
+            // SAFETY: no operation refers to the descriptor any more (recv ended, no send).
+            unsafe { libc::close(conn.handle.fd) };
+        }
+    }
+
+    /// Closes every descriptor at the end of the loop. The connections' buffers are freed
+    /// only after the ring (dropped first, as the first field), so no operation still in
+    /// flight can refer to freed memory.
+    fn close_all(&mut self) {
+        for slot in self.connections.open_slots() {
+            if let Some(conn) = self.connections.get_slot(slot) {
+                if conn.handle.fd >= 0 {
+                    // SAFETY: closes a descriptor this connection owns, once (then -1).
+                    unsafe { libc::close(conn.handle.fd) };
+                    conn.handle.fd = -1;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Shard<'_> {
+    fn drop(&mut self) {
+        let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
+    }
+}
+
+pub(crate) fn set_nodelay(fd: RawFd) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a pointer to a live c_int of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
