@@ -3,7 +3,9 @@
 
 use rush_engine::*;
 use rush_net::client::{Client, ClientConfig, Pipeline, ShardAwareClient};
-use rush_net::server::{Backend, BackendChoice, ConnLimits};
+use rush_net::server::{
+    Backend, BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts, BACKEND_ENV,
+};
 use rush_suite::server::{start, BACKENDS};
 
 const NOW_MS: u64 = 0;
@@ -180,13 +182,54 @@ fn a_shard_aware_client_sends_every_request_to_its_home_shard() {
 
 #[test]
 fn rush_io_environment_variable_forces_the_epoll_backend() {
-    // The variable is read by `BackendChoice::from_env`, which `rush serve` uses.
-    let parsed: BackendChoice = "epoll".parse().unwrap();
-    assert_eq!(parsed, BackendChoice::Epoll);
-    assert!("kqueue".parse::<BackendChoice>().is_err(), "an unknown backend is an error");
-    let server = start(parsed, 1, ConnLimits::default());
+    // `BackendChoice::from_env` (what `rush serve` uses) reads RUSH_IO; no other test in
+    // this process reads it.
+    std::env::set_var(BACKEND_ENV, "kqueue");
+    assert!(BackendChoice::from_env().is_err(), "an unknown backend is an error");
+    std::env::set_var(BACKEND_ENV, "epoll");
+    let chosen = BackendChoice::from_env().unwrap();
+    std::env::remove_var(BACKEND_ENV);
+    assert_eq!(chosen, BackendChoice::Epoll);
+    assert_eq!(BackendChoice::from_env().unwrap(), BackendChoice::Auto);
+    let server = start(chosen, 1, ConnLimits::default());
     assert_eq!(server.backend(), Backend::Epoll);
     let mut pipeline = Pipeline::connect(server.local_addr()).unwrap();
     assert_eq!(pipeline.ping().unwrap().shard_count, 1);
     server.shutdown().unwrap();
+}
+
+#[test]
+fn a_sale_is_prewarmed_before_the_first_connection_and_a_bad_one_stops_the_start() {
+    let config = |prewarm: Vec<Request>| ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
+        shard_ports: ShardPorts::Off,
+        runtime: rush_engine::runtime::RuntimeConfig {
+            shard_count: 2,
+            engine: rush_suite::server::engine_config(),
+            port_count: 0,
+            ring_capacity: 1024,
+            pin: false,
+            idle_spin_us: 0,
+        },
+        limits: ConnLimits::default(),
+        backend: BackendChoice::Auto,
+        prewarm,
+    };
+    let server = Server::start(config(vec![
+        sku(1, 3, 100, 1),
+        Request::Deposit { account: 5, amount: 1_000, key: u64::MAX },
+    ]))
+    .unwrap();
+    let mut client = Client::connect(server.local_addr()).unwrap();
+    // No sleep: the SKU was defined on every shard before the listeners opened.
+    assert_eq!(client.call(&reserve(5, 1, 1, RESERVE_FLAG_PAY)).unwrap().result, ResultCode::Ok);
+    let wallet = client.call(&Request::QueryAccount { account: 5 }).unwrap();
+    let ReplyBody::Account(wallet) = wallet.body else { panic!("{wallet:?}") };
+    assert_eq!((wallet.available, wallet.held), (900, 100));
+    server.shutdown().unwrap();
+
+    let refused = Server::start(config(vec![sku(0, 3, 100, 1)]));
+    let error = refused.expect_err("a SKU id of 0 is refused").to_string();
+    assert!(error.contains("BAD_REQUEST"), "{error}");
 }

@@ -48,6 +48,7 @@ pub mod server {
             },
             limits,
             backend,
+            prewarm: Vec::new(),
         })
         .unwrap_or_else(|error| panic!("server on {backend:?}: {error}"))
     }

@@ -10,8 +10,10 @@
 //!   the connection's further frames wait in its inbound buffer, unread by the engine;
 //! - the inbound buffer holds at most `inbound_bytes_max` unprocessed bytes: past it, the
 //!   backend stops reading the socket (TCP flow control pushes back on the client);
-//! - the outbound buffer grows only by answers to requests in flight, so it is bounded by
-//!   `pipeline_max` responses.
+//! - once `outbound_bytes_max` bytes of responses wait for the socket (a client that does not
+//!   read), no more of its input is decoded; with the inbound bound, the server then stops
+//!   reading it. Answers to requests already in flight still append (at most `pipeline_max`
+//!   more responses).
 
 use rush_engine::runtime::ShardCore;
 use rush_engine::{Reply, ResultCode};
@@ -30,11 +32,18 @@ pub struct ConnLimits {
     pub pipeline_max: u32,
     /// Unprocessed inbound bytes per connection before the server stops reading it.
     pub inbound_bytes_max: usize,
+    /// Unsent outbound bytes per connection before the server stops decoding its input.
+    pub outbound_bytes_max: usize,
 }
 
 impl Default for ConnLimits {
     fn default() -> Self {
-        ConnLimits { connection_max: 4096, pipeline_max: 4096, inbound_bytes_max: 256 * 1024 }
+        ConnLimits {
+            connection_max: 4096,
+            pipeline_max: 4096,
+            inbound_bytes_max: 256 * 1024,
+            outbound_bytes_max: 256 * 1024,
+        }
     }
 }
 
@@ -244,6 +253,14 @@ impl<H> Connections<H> {
         }
     }
 
+    /// After output was sent: input held back by the outbound bound is decoded again.
+    pub fn resume(&mut self, slot: u32) {
+        let Some(Some(conn)) = self.slots.get(slot as usize) else { return };
+        if conn.pending_input() > 0 && conn.closing.is_none() {
+            self.mark_ready(slot);
+        }
+    }
+
     /// True when the connection's inbound buffer is full: the backend stops reading it.
     pub fn inbound_full(&self, slot: u32) -> bool {
         match &self.slots[slot as usize] {
@@ -286,7 +303,10 @@ impl<H> Connections<H> {
         let mut blocked = false;
         let mut wrote = false;
         loop {
-            if conn.in_flight >= limits.pipeline_max || !core.accepts_clients() {
+            if conn.in_flight >= limits.pipeline_max
+                || conn.outbound.len() >= limits.outbound_bytes_max
+                || !core.accepts_clients()
+            {
                 blocked = conn.pending_input() >= 64;
                 break;
             }
@@ -388,7 +408,12 @@ mod tests {
         let packed = token(7, 0x12_3456, Opcode::QuerySku);
         assert_eq!(untoken(packed), (7, 0x12_3456, Some(Opcode::QuerySku)));
         let mut connections: Connections<u32> = Connections::new(
-            ConnLimits { connection_max: 2, pipeline_max: 4, inbound_bytes_max: 1024 },
+            ConnLimits {
+                connection_max: 2,
+                pipeline_max: 4,
+                inbound_bytes_max: 1024,
+                outbound_bytes_max: 1024,
+            },
             Topology::default(),
         );
         let (slot, generation) = connections.open(10, false).unwrap();

@@ -295,6 +295,10 @@ impl Shard<'_> {
                 }
             }
             conn.outbound.drain(..written);
+            if written > 0 {
+                self.connections.resume(slot);
+            }
+            let Some(conn) = self.connections.get_slot(slot) else { continue };
             // Input left behind by backpressure is read once the engine took the rest.
             if conn.handle.readable && !self.connections.inbound_full(slot) {
                 self.unread.push(slot);

@@ -27,8 +27,11 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rush_engine::runtime::{pin_plan, quiesce, Board, Doorbell, Mesh, RuntimeConfig, ShardCore};
-use rush_engine::{ConfigError, Engine};
+use rush_engine::quota::route;
+use rush_engine::runtime::{
+    pin_plan, quiesce, unix_ms, Board, Doorbell, Mesh, RuntimeConfig, ShardCore,
+};
+use rush_engine::{ConfigError, Engine, Request, ResultCode};
 
 pub use conn::{ConnLimits, NetCounters};
 pub use probe::{probe_io_uring, ProbeError};
@@ -119,6 +122,9 @@ pub struct ServerConfig {
     pub runtime: RuntimeConfig,
     pub limits: ConnLimits,
     pub backend: BackendChoice,
+    /// Requests applied, in order, before the first connection is accepted (a sale file:
+    /// PUT_SKU, DEPOSIT, ...). Each must answer OK (or DUPLICATE), or the start fails.
+    pub prewarm: Vec<Request>,
 }
 
 /// Why the server could not start or stopped badly.
@@ -243,8 +249,9 @@ impl Server {
                 Err(error) => (Backend::Epoll, format!("io_uring unavailable: {error}")),
             },
         };
-        let Mesh { shards, doorbells, board, .. } = Mesh::build(&runtime)?;
+        let Mesh { mut shards, doorbells, board, .. } = Mesh::build(&runtime)?;
         let shard_count = runtime.shard_count;
+        prewarm(&mut shards, &config.prewarm)?;
 
         // Listeners: the public address on every shard (SO_REUSEPORT).
         let mut per_shard: Vec<Vec<Listener>> = (0..shard_count).map(|_| Vec::new()).collect();
@@ -448,6 +455,50 @@ impl StopHandle {
             doorbell.wake();
         }
     }
+}
+
+/// Applies `requests` to the shards in this thread (before they get threads), each on the
+/// shard that owns it, delivering every message until the shards are quiescent.
+fn prewarm(shards: &mut [ShardCore], requests: &[Request]) -> Result<(), ServerError> {
+    let now_ms = unix_ms();
+    let shard_count = shards.len() as u32;
+    for (index, request) in requests.iter().enumerate() {
+        let owner = route(request, shard_count).unwrap_or(0) as usize;
+        shards[owner].submit(now_ms, 0, index as u64, request);
+        let mut reply = None;
+        loop {
+            let mut moved = 0;
+            for shard in shards.iter_mut() {
+                moved += shard.poll_peers(now_ms);
+                moved += shard.finish_pass(now_ms);
+                for completion in shard.drain_local() {
+                    reply = Some(completion.reply);
+                }
+            }
+            if moved == 0
+                && shards.iter().all(|shard| !shard.has_backlog() && !shard.has_peer_input())
+            {
+                break;
+            }
+        }
+        match reply {
+            Some(reply) if matches!(reply.result, ResultCode::Ok | ResultCode::Duplicate) => {}
+            Some(reply) => {
+                return Err(ServerError::Config(format!(
+                    "pre-warm request {} ({request:?}) answered {}",
+                    index + 1,
+                    reply.result.name()
+                )))
+            }
+            None => {
+                return Err(ServerError::Config(format!(
+                    "pre-warm request {} got no answer",
+                    index + 1
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn bind(address: SocketAddr, reuse_port: bool) -> Result<TcpListener, ServerError> {

@@ -531,6 +531,7 @@ impl Shard<'_> {
             }
         }
         self.dirty.push(slot);
+        self.connections.resume(slot);
         self.maybe_close(slot);
     }
 
