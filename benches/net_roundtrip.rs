@@ -68,6 +68,7 @@ fn start_server(backend: BackendChoice, reserves: u64) -> Server {
             start_ms: 0,
             end_ms: 0,
         })],
+        capture: None,
     })
     .expect("server")
 }

@@ -215,6 +215,7 @@ fn a_sale_is_prewarmed_before_the_first_connection_and_a_bad_one_stops_the_start
         limits: ConnLimits::default(),
         backend: BackendChoice::Auto,
         prewarm,
+        capture: None,
     };
     let server = Server::start(config(vec![
         sku(1, 3, 100, 1),

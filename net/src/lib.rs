@@ -5,6 +5,7 @@
 //! library ([`client`]).
 #![deny(unsafe_code)] // Allowed only in `server::uring` and `server::probe` (io_uring).
 
+pub mod capture;
 pub mod client;
 pub mod protocol;
 pub mod server;

@@ -49,6 +49,7 @@ pub mod server {
             limits,
             backend,
             prewarm: Vec::new(),
+            capture: None,
         })
         .unwrap_or_else(|error| panic!("server on {backend:?}: {error}"))
     }

@@ -18,6 +18,7 @@
 use rush_engine::runtime::ShardCore;
 use rush_engine::{Reply, ResultCode};
 
+use crate::capture::{CaptureSink, Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
 use crate::protocol::{
     decode_request, encode_ping_response, encode_response, DecodeError, ErrorClass, Opcode,
     Topology, MAX_FRAME_SIZE,
@@ -63,6 +64,8 @@ pub enum CloseReason {
 pub struct Conn<H> {
     pub handle: H,
     pub generation: u32,
+    /// Unique per server run (`shard << 48 | sequence`): names the connection in captures.
+    pub id: u64,
     /// Admin operations allowed (accepted on the admin listener).
     pub admin: bool,
     /// Received bytes not yet decoded; `inbound_start` is the first unconsumed byte.
@@ -81,10 +84,11 @@ pub struct Conn<H> {
 }
 
 impl<H> Conn<H> {
-    fn new(handle: H, generation: u32, admin: bool) -> Conn<H> {
+    fn new(handle: H, generation: u32, id: u64, admin: bool) -> Conn<H> {
         Conn {
             handle,
             generation,
+            id,
             admin,
             inbound: Vec::with_capacity(4096),
             inbound_start: 0,
@@ -162,10 +166,16 @@ pub struct Connections<H> {
     dirty_flag: Vec<bool>,
     pub topology: Topology,
     pub counters: NetCounters,
+    /// Where received frames are recorded (`rush serve --capture`).
+    capture: Option<CaptureSink>,
 }
 
 impl<H> Connections<H> {
-    pub fn new(limits: ConnLimits, topology: Topology) -> Connections<H> {
+    pub fn new(
+        limits: ConnLimits,
+        topology: Topology,
+        capture: Option<CaptureSink>,
+    ) -> Connections<H> {
         let max = limits.connection_max as usize;
         Connections {
             slots: (0..max).map(|_| None).collect(),
@@ -178,6 +188,21 @@ impl<H> Connections<H> {
             dirty_flag: vec![false; max],
             topology,
             counters: NetCounters::default(),
+            capture,
+        }
+    }
+
+    fn record(&self, conn_id: u64, kind: u8, admin: bool, bytes: &[u8]) {
+        if let Some(capture) = &self.capture {
+            let record = Record::new(
+                capture.now_ns(),
+                conn_id,
+                kind,
+                admin,
+                u32::from(self.topology.shard),
+                bytes,
+            );
+            capture.push(record);
         }
     }
 
@@ -202,8 +227,10 @@ impl<H> Connections<H> {
         let generation = self.generations[slot as usize].wrapping_add(1) & 0xff_ffff;
         self.generations[slot as usize] = generation;
         debug_assert!(self.slots[slot as usize].is_none());
-        self.slots[slot as usize] = Some(Conn::new(handle, generation, admin));
+        let id = (u64::from(self.topology.shard) << 48) | self.counters.accepted;
+        self.slots[slot as usize] = Some(Conn::new(handle, generation, id, admin));
         self.counters.accepted += 1;
+        self.record(id, KIND_OPEN, admin, &[]);
         Ok((slot, generation))
     }
 
@@ -213,6 +240,7 @@ impl<H> Connections<H> {
         let conn = self.slots.get_mut(slot as usize)?.take()?;
         self.free.push(slot);
         self.counters.closed += 1;
+        self.record(conn.id, KIND_CLOSE, conn.admin, &[]);
         Some(conn)
     }
 
@@ -293,6 +321,7 @@ impl<H> Connections<H> {
     fn process_one(&mut self, core: &mut ShardCore, now_ms: u64, slot: u32) -> (usize, bool) {
         let limits = self.limits;
         let topology = self.topology;
+        let capture = self.capture.clone();
         let Some(conn) = self.slots[slot as usize].as_mut() else {
             return (0, false);
         };
@@ -314,7 +343,29 @@ impl<H> Connections<H> {
             if bytes.is_empty() {
                 break;
             }
-            match decode_request(bytes) {
+            let decoded = decode_request(bytes);
+            if let Some(capture) = &capture {
+                let length = match &decoded {
+                    Ok((_, consumed)) => Some(*consumed),
+                    Err(error) => match error.class() {
+                        ErrorClass::Incomplete => None,
+                        ErrorClass::FrameLocal => error.frame().map(|frame| frame.length),
+                        ErrorClass::Fatal => Some(bytes.len().min(64)),
+                    },
+                };
+                if let Some(length) = length {
+                    let record = Record::new(
+                        capture.now_ns(),
+                        conn.id,
+                        KIND_FRAME,
+                        conn.admin,
+                        u32::from(topology.shard),
+                        &bytes[..length.min(bytes.len())],
+                    );
+                    capture.push(record);
+                }
+            }
+            match decoded {
                 Ok((frame, consumed)) => {
                     conn.consume(consumed);
                     handled += 1;
@@ -415,6 +466,7 @@ mod tests {
                 outbound_bytes_max: 1024,
             },
             Topology::default(),
+            None,
         );
         let (slot, generation) = connections.open(10, false).unwrap();
         let (_, _) = connections.open(11, false).unwrap();

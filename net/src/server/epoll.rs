@@ -52,7 +52,7 @@ struct Shard<'a> {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology } = io;
+    let ShardIo { core, listeners, limits, topology, capture } = io;
     let shard_index = core.shard();
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -70,7 +70,7 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Resu
         poll,
         events: Events::with_capacity(1024),
         core,
-        connections: Connections::new(limits, topology),
+        connections: Connections::new(limits, topology, capture),
         listeners: registered,
         accepting: true,
         unread: Vec::new(),

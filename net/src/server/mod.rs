@@ -22,6 +22,7 @@ mod uring;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -36,6 +37,7 @@ use rush_engine::{ConfigError, Engine, Request, ResultCode};
 pub use conn::{ConnLimits, NetCounters};
 pub use probe::{probe_io_uring, ProbeError};
 
+use crate::capture::{CaptureSink, CaptureWriter};
 use crate::protocol::Topology;
 
 /// How long an idle shard sleeps in the kernel before it looks at its timers again: bounds
@@ -125,6 +127,9 @@ pub struct ServerConfig {
     /// Requests applied, in order, before the first connection is accepted (a sale file:
     /// PUT_SKU, DEPOSIT, ...). Each must answer OK (or DUPLICATE), or the start fails.
     pub prewarm: Vec<Request>,
+    /// Record every frame received to this file (`rush serve --capture`); see
+    /// [`crate::capture`].
+    pub capture: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped badly.
@@ -186,6 +191,7 @@ pub(crate) struct ShardIo<'a> {
     pub(crate) listeners: Vec<Listener>,
     pub(crate) limits: ConnLimits,
     pub(crate) topology: Topology,
+    pub(crate) capture: Option<CaptureSink>,
 }
 
 /// What a shard's loop reports when it ends.
@@ -199,6 +205,8 @@ pub struct ShardReport {
 pub struct ServerReport {
     pub engines: Vec<Engine>,
     pub shards: Vec<ShardReport>,
+    /// With `--capture`: records written and records dropped (writer behind).
+    pub capture: Option<(u64, u64)>,
 }
 
 type ShardResult = (ShardCore, io::Result<ShardReport>);
@@ -219,6 +227,7 @@ pub struct Server {
     backend: Backend,
     backend_reason: String,
     cores: Vec<Option<usize>>,
+    capture: Option<CaptureWriter>,
 }
 
 impl Server {
@@ -284,6 +293,15 @@ impl Server {
             shard_port_base: shard_port_base.unwrap_or(0),
         };
 
+        let capture = match &config.capture {
+            Some(path) => Some(CaptureWriter::create(path).map_err(|error| {
+                ServerError::Config(format!(
+                    "cannot create capture file {}: {error}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         let plan = pin_plan(shard_count, runtime.pin);
         let cores = plan.iter().map(|core| core.map(|core| core.id)).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -295,6 +313,7 @@ impl Server {
             let limits = config.limits;
             let shard_index = shard.shard();
             let topology = Topology { shard: shard_index as u16, ..topology };
+            let capture_sink = capture.as_ref().map(CaptureWriter::sink);
             let handle = std::thread::Builder::new()
                 .name(format!("rush-shard-{shard_index}"))
                 .spawn(move || {
@@ -302,7 +321,13 @@ impl Server {
                         core_affinity::set_for_current(core);
                     }
                     let mut shard = shard;
-                    let io = ShardIo { core: &mut shard, listeners, limits, topology };
+                    let io = ShardIo {
+                        core: &mut shard,
+                        listeners,
+                        limits,
+                        topology,
+                        capture: capture_sink,
+                    };
                     let result = match backend {
                         Backend::IoUring => uring::run(io, &stop, &ready),
                         Backend::Epoll => epoll::run(io, &stop, &ready),
@@ -327,6 +352,7 @@ impl Server {
             backend,
             backend_reason,
             cores,
+            capture,
         };
         for _ in 0..shard_count {
             match ready.recv() {
@@ -434,10 +460,19 @@ impl Server {
                 }
             }
         }
+        let capture = match self.capture {
+            Some(writer) => {
+                let dropped = writer.dropped();
+                let written =
+                    writer.finish().map_err(|error| ServerError::Shard { shard: 0, error })?;
+                Some((written, dropped))
+            }
+            None => None,
+        };
         if let Some(failure) = failure {
             return Err(failure);
         }
-        Ok(ServerReport { engines: quiesce(cores), shards: reports })
+        Ok(ServerReport { engines: quiesce(cores), shards: reports, capture })
     }
 }
 

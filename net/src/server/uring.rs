@@ -205,7 +205,7 @@ struct Shard<'a> {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology } = io;
+    let ShardIo { core, listeners, limits, topology, capture } = io;
     let shard_index = core.shard();
     let ring = builder().build(RING_ENTRIES)?;
     let buffers = BufferRing::new(&ring)?;
@@ -218,7 +218,7 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Resu
         ring,
         buffers,
         core,
-        connections: Connections::new(limits, topology),
+        connections: Connections::new(limits, topology, capture),
         listeners,
         accepting: true,
         eventfd,
