@@ -225,3 +225,37 @@ fn layout_tables_are_contiguous() {
         assert!([16, 20, 64, 104].contains(&next), "a table ends at {next}: {rows:?}");
     }
 }
+
+/// PROTOCOL.md §1.2 gives the home/coordinator formulas so clients in other languages can be
+/// shard-aware; they must be the ones the server uses.
+#[test]
+fn the_documented_shard_formulas_are_the_servers() {
+    fn mix64(mut x: u64) -> u64 {
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51afd7ed558ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ceb9fe1a85ec53);
+        x ^= x >> 33;
+        x
+    }
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    assert!(text.contains("home(account)    = mix64(account ^ 0x6163636f756e7400) % n"));
+    assert!(text.contains("coordinator(sku) = mix64(sku     ^ 0x00000000736b7500) % n"));
+    let mut x = 0x1234_5678_9abc_def0_u64;
+    for _ in 0..10_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for n in [1_u64, 2, 3, 7, 64] {
+            assert_eq!(
+                u64::from(rush_engine::quota::home_shard(x, n as u32)),
+                mix64(x ^ 0x6163636f756e7400) % n
+            );
+            assert_eq!(
+                u64::from(rush_engine::quota::coordinator_shard(x, n as u32)),
+                mix64(x ^ 0x00000000736b7500) % n
+            );
+        }
+    }
+}

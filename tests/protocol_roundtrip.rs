@@ -7,9 +7,9 @@ use rush_engine::{
     SkuSpec, SkuView, Target, RESERVE_FLAGS_KNOWN, RESERVE_FLAG_BUY, RESERVE_FLAG_PAY,
 };
 use rush_net::protocol::{
-    decode_request, decode_response, encode_request, encode_response, DecodeError, ErrorClass,
-    FrameInfo, Opcode, ResponseLayout, HEADER_SIZE, MAX_FRAME_SIZE, REQUEST_SIZE, RESPONSE_SIZE,
-    SKU_RESPONSE_SIZE,
+    decode_request, decode_response, encode_ping_response, encode_request, encode_response,
+    ping_topology, DecodeError, ErrorClass, FrameInfo, Opcode, ResponseLayout, Topology,
+    HEADER_SIZE, MAX_FRAME_SIZE, REQUEST_SIZE, RESPONSE_SIZE, SKU_RESPONSE_SIZE,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -674,8 +674,10 @@ fn invalid_response_fields() {
         bytes[offset] = 1;
         assert_eq!(decode_response(&bytes), Err(DecodeError::ReservedNotZero { frame, offset }));
     }
-    // Plain and account responses.
-    for (opcode, reserved) in [(Opcode::Ping, 20..64), (Opcode::Deposit, 20..24)] {
+    // Plain, ping and account responses (PING's bytes 20..26 are its topology).
+    for (opcode, reserved) in
+        [(Opcode::Pause, 20..64), (Opcode::Ping, 26..64), (Opcode::Deposit, 20..24)]
+    {
         let valid = encoded_response(opcode, REQUEST_ID, &Reply::code(ResultCode::Ok));
         for offset in reserved {
             let mut bytes = valid.clone();
@@ -738,4 +740,25 @@ fn errors_display_and_are_std_errors() {
         assert_eq!(err.frame().is_some(), err.is_frame_local());
     }
     assert!(DecodeError::UnknownOpcode(0x42).to_string().contains("0x42"));
+}
+
+#[test]
+fn ping_responses_carry_the_topology() {
+    let mut bytes = Vec::new();
+    let topology = Topology { shard_count: 4, shard: 3, shard_port_base: 7170 };
+    encode_ping_response(REQUEST_ID, topology, &mut bytes);
+    assert_eq!(bytes.len(), 64);
+    assert_eq!(&bytes[20..26], &[4, 0, 3, 0, 0x02, 0x1c]);
+    let (frame, consumed) = decode_response(&bytes).unwrap();
+    assert_eq!(
+        (frame.opcode, frame.request_id, frame.result(), consumed),
+        (Opcode::Ping, REQUEST_ID, ResultCode::Ok, 64)
+    );
+    assert_eq!(ping_topology(&bytes), Some(topology));
+    // Not a PING response, or not a valid frame: no topology.
+    assert_eq!(
+        ping_topology(&encoded_response(Opcode::Pause, 1, &Reply::code(ResultCode::Ok))),
+        None
+    );
+    assert_eq!(ping_topology(&bytes[..40]), None);
 }
