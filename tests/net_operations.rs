@@ -234,3 +234,29 @@ fn a_sale_is_prewarmed_before_the_first_connection_and_a_bad_one_stops_the_start
     let error = refused.expect_err("a SKU id of 0 is refused").to_string();
     assert!(error.contains("BAD_REQUEST"), "{error}");
 }
+
+#[test]
+fn a_second_server_on_a_taken_port_fails_instead_of_sharing_it() {
+    let first = start(BackendChoice::Epoll, 2, ConnLimits::default());
+    let taken = first.local_addr();
+    let second = Server::start(ServerConfig {
+        listen: taken,
+        admin_listen: None,
+        shard_ports: ShardPorts::Off,
+        runtime: rush_engine::runtime::RuntimeConfig {
+            shard_count: 2,
+            engine: rush_suite::server::engine_config(),
+            port_count: 0,
+            ring_capacity: 1024,
+            pin: false,
+            idle_spin_us: 0,
+        },
+        limits: ConnLimits::default(),
+        backend: BackendChoice::Epoll,
+        prewarm: Vec::new(),
+        capture: None,
+    });
+    let error = second.expect_err("the port is taken").to_string();
+    assert!(error.contains(&taken.to_string()), "{error}");
+    first.shutdown().unwrap();
+}

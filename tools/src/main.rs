@@ -1,13 +1,29 @@
 //! `rush`: the command-line tool.
 //!
-//! Today it has `rush decode`, which explains frames byte by byte for people writing a
-//! client from docs/PROTOCOL.md. `serve`, `bench`, `demo`, `capture` and `replay` come with
-//! the network layer.
+//! - `rush serve` runs the server (see `serve.rs`; settings in `settings.rs`, sale files in
+//!   `sale.rs`): `cargo run --release --bin rush -- serve` serves a demo sale on
+//!   0.0.0.0:7070 until SIGINT or SIGTERM.
+//! - `rush decode` explains frames byte by byte for people writing a client from
+//!   docs/PROTOCOL.md.
+//!
+//! `bench`, `demo`, `capture` and `replay` come next.
+//!
+//! `unsafe` is denied here and allowed only in `signals.rs` (blocking and waiting for
+//! SIGINT/SIGTERM).
+#![deny(unsafe_code)]
+
+use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use rush_net::protocol::{decode_request, decode_response};
+
+mod sale;
+mod serve;
+mod settings;
+#[allow(unsafe_code)]
+mod signals;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -21,6 +37,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the server until SIGINT or SIGTERM (with a demo sale unless --sale is given).
+    Serve(settings::ServeArgs),
     /// Decode protocol frames given as hex (spaces and newlines allowed) and print them.
     Decode {
         /// The bytes, in hex. Several frames may follow each other.
@@ -31,9 +49,28 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve(args) => serve::serve(&args),
         Command::Decode { hex, response } => decode(&hex.join(" "), response),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `rush: what failed`, then each cause indented on its own lines (no backtrace, whatever
+/// RUST_BACKTRACE says: these are the user's errors, not the program's).
+fn report(error: &anyhow::Error) {
+    eprintln!("rush: {error}");
+    for cause in error.chain().skip(1) {
+        for line in cause.to_string().trim_end().lines() {
+            eprintln!("  {line}");
+        }
     }
 }
 

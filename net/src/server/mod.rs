@@ -265,12 +265,13 @@ impl Server {
         // Listeners: the public address on every shard (SO_REUSEPORT).
         let mut per_shard: Vec<Vec<Listener>> = (0..shard_count).map(|_| Vec::new()).collect();
         let first = bind(config.listen, true)?;
+        // The other shards join the first one's port (no probe: it is ours now).
         let local_addr = first
             .local_addr()
             .map_err(|error| ServerError::Bind { address: config.listen, error })?;
         per_shard[0].push(Listener { socket: first, admin: false });
         for listeners in per_shard.iter_mut().skip(1) {
-            listeners.push(Listener { socket: bind(local_addr, true)?, admin: false });
+            listeners.push(Listener { socket: bind_joining(local_addr)?, admin: false });
         }
         let mut admin_addr = None;
         if let Some(address) = config.admin_listen {
@@ -536,7 +537,22 @@ fn prewarm(shards: &mut [ShardCore], requests: &[Request]) -> Result<(), ServerE
     Ok(())
 }
 
+/// Binds a listening socket. With `reuse_port` (the public address, one socket per shard)
+/// the port is first checked free with a plain bind: SO_REUSEPORT alone would let this
+/// server silently share a port another server of the same user already listens on.
 fn bind(address: SocketAddr, reuse_port: bool) -> Result<TcpListener, ServerError> {
+    if reuse_port && address.port() != 0 {
+        drop(new_socket(address, false)?);
+    }
+    listen(new_socket(address, reuse_port)?, address)
+}
+
+/// Another shard's socket on the port this server's first public socket already holds.
+fn bind_joining(address: SocketAddr) -> Result<TcpListener, ServerError> {
+    listen(new_socket(address, true)?, address)
+}
+
+fn new_socket(address: SocketAddr, reuse_port: bool) -> Result<socket2::Socket, ServerError> {
     let fail = |error| ServerError::Bind { address, error };
     let domain = socket2::Domain::for_address(address);
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
@@ -547,7 +563,11 @@ fn bind(address: SocketAddr, reuse_port: bool) -> Result<TcpListener, ServerErro
     }
     socket.set_cloexec(true).map_err(fail)?;
     socket.bind(&address.into()).map_err(fail)?;
-    socket.listen(1024).map_err(fail)?;
+    Ok(socket)
+}
+
+fn listen(socket: socket2::Socket, address: SocketAddr) -> Result<TcpListener, ServerError> {
+    socket.listen(1024).map_err(|error| ServerError::Bind { address, error })?;
     Ok(socket.into())
 }
 

@@ -1,0 +1,142 @@
+//! `rush serve`: runs the server until SIGINT or SIGTERM.
+//!
+//! 1. Settings: defaults, then the `--config` file, then the flags (see `settings.rs`).
+//! 2. The sale: the `--sale` file (or the config file's `sale`), else the embedded demo sale
+//!    (`sale.rs`), checked against the engine's bounds. Both files are read and checked
+//!    before any memory is allocated or any port bound, so a bad file fails fast, naming
+//!    the file.
+//! 3. SIGINT and SIGTERM are blocked (see `signals.rs`), the server starts with the sale as
+//!    its pre-warm requests (PUT_SKU per SKU, then DEPOSIT per wallet, applied before the
+//!    first connection is accepted), and start-up is logged on stderr:
+//!
+//!    ```text
+//!    rush: backend io_uring (probe passed)
+//!    rush: 2 shards; shard 0 on core 0, shard 1 on core 1
+//!    rush: pre-warmed 2 SKUs, 1000 wallets (embedded demo sale)
+//!    rush: listening on 0.0.0.0:7070 (public), 127.0.0.1:7071 (admin), shards on 7170..=7171
+//!    ```
+//!
+//!    The `listening on` line comes last: when it is printed, the server accepts
+//!    connections (scripts and tests wait for it; with `--listen 127.0.0.1:0` it shows the
+//!    port the system chose).
+//! 4. On SIGINT or SIGTERM: `rush: stopping (SIGTERM)`; the server stops accepting,
+//!    answers what is in flight (for at most `rush_net::server::SHUTDOWN_GRACE`), and a
+//!    one-line summary is printed (`rush: stopped; connections accepted: 3, frames: 120
+//!    (bad: 0, unauthorized: 0)`); the exit status is 0. Signals that arrive while it stops
+//!    are ignored. If a shard failed, the error is printed and the exit status is 1.
+//!
+//! A shard that fails while serving is reported only at shutdown (the main thread waits in
+//! `sigwait` and the server has no failure notification).
+
+use anyhow::Context;
+use rush_net::server::{Server, ServerConfig, ShardPorts};
+
+use crate::sale::Sale;
+use crate::settings::{backend_from_env, core_count, ConfigFile, SaleSource, ServeArgs, Settings};
+use crate::signals::run_until_stop_signal;
+
+pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let file = args.config.as_deref().map(ConfigFile::load).transpose()?;
+    let settings = Settings::resolve(args, file.as_ref(), backend_from_env()?, core_count())?;
+    let (sale, sale_name) = match &settings.sale {
+        SaleSource::Demo => (Sale::demo()?, "embedded demo sale".to_string()),
+        SaleSource::File(path) => (Sale::load(path)?, format!("from {}", path.display())),
+    };
+    sale.check(&settings.runtime.engine).with_context(|| format!("sale ({sale_name})"))?;
+    if let Some(file) = &file {
+        log(&format!("settings from {}", file.path.display()));
+    }
+
+    let config = ServerConfig {
+        listen: settings.listen,
+        admin_listen: settings.admin_listen,
+        shard_ports: settings.shard_ports,
+        runtime: settings.runtime,
+        limits: settings.limits,
+        backend: settings.backend,
+        prewarm: sale.requests(),
+        capture: None,
+    };
+    let (server, signal) = run_until_stop_signal(|| {
+        let server = Server::start(config).context("cannot start the server")?;
+        log(&backend_line(&server, &settings));
+        log(&shards_line(&server));
+        log(&format!(
+            "pre-warmed {}, {} ({sale_name})",
+            plural(sale.skus.len(), "SKU"),
+            plural(sale.wallets.len(), "wallet")
+        ));
+        log(&listeners_line(&server, settings.shard_ports));
+        Ok(server)
+    })?;
+
+    log(&format!("stopping ({})", signal.name()));
+    let report = server.shutdown().context("the server stopped with an error")?;
+    let mut accepted = 0;
+    let mut frames = 0;
+    let mut bad_frames = 0;
+    let mut unauthorized = 0;
+    for shard in &report.shards {
+        accepted += shard.counters.accepted;
+        frames += shard.counters.frames;
+        bad_frames += shard.counters.bad_frames + shard.counters.fatal_frames;
+        unauthorized += shard.counters.unauthorized;
+    }
+    log(&format!(
+        "stopped; connections accepted: {accepted}, frames: {frames} (bad: {bad_frames}, \
+         unauthorized: {unauthorized})"
+    ));
+    Ok(())
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+fn log(line: &str) {
+    eprintln!("rush: {line}");
+}
+
+/// `backend io_uring (probe passed)`; who asked, when it was not the default.
+fn backend_line(server: &Server, settings: &Settings) -> String {
+    let mut line = format!("backend {} ({}", server.backend(), server.backend_reason());
+    if settings.backend_source != "default" {
+        line.push_str(&format!("; set by {}", settings.backend_source));
+    }
+    line.push(')');
+    line
+}
+
+/// `2 shards; shard 0 on core 0, shard 1 on core 1` (or `not pinned`).
+fn shards_line(server: &Server) -> String {
+    let placements: Vec<String> = server
+        .cores()
+        .iter()
+        .enumerate()
+        .map(|(shard, core)| match core {
+            Some(core) => format!("shard {shard} on core {core}"),
+            None => format!("shard {shard} not pinned"),
+        })
+        .collect();
+    format!("{}; {}", plural(server.cores().len(), "shard"), placements.join(", "))
+}
+
+/// `listening on ADDR (public), ADDR (admin), shards on FIRST..=LAST`.
+fn listeners_line(server: &Server, shard_ports: ShardPorts) -> String {
+    let admin = match server.admin_addr() {
+        Some(address) => format!("{address} (admin)"),
+        None => "no admin listener".to_string(),
+    };
+    let shards = match (server.shard_addr(0), server.shard_addr(server.shard_count() - 1)) {
+        (Some(first), Some(last)) => {
+            let how = if shard_ports == ShardPorts::Auto { " (auto)" } else { "" };
+            format!("shards on {}..={}{how}", first.port(), last.port())
+        }
+        _ => "no per-shard ports".to_string(),
+    };
+    format!("listening on {} (public), {admin}, {shards}", server.local_addr())
+}

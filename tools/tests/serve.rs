@@ -1,0 +1,242 @@
+//! `rush serve` as a process: start-up log, a reservation against the demo sale, and a clean
+//! exit on SIGTERM / SIGINT; a bad sale file fails fast and names the file.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use rush_engine::{ReplyBody, Request, Reserve, ResultCode, SkuView, RESERVE_FLAG_PAY};
+use rush_net::client::Client;
+
+const RUSH: &str = env!("CARGO_BIN_EXE_rush");
+
+/// Start-up allocates and touches every engine table (a debug build, tests side by side).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// SHUTDOWN_GRACE is 2 s; an idle server stops at once.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `rush serve` process, killed if the test ends without stopping it.
+struct Served {
+    child: Child,
+    lines: Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Served {
+        let mut child = Command::new(RUSH)
+            .arg("serve")
+            .args(args)
+            .env_remove("RUSH_IO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rush serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Served { child, lines, log: Vec::new() }
+    }
+
+    /// Waits for the `listening on` line and returns the public address it names.
+    fn public_addr(&mut self) -> SocketAddr {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if let Some(rest) = line.strip_prefix("rush: listening on ") {
+                        let address = rest.split(" (public)").next().expect("public address");
+                        return address.parse().unwrap_or_else(|_| panic!("address in {line:?}"));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no listening line: {:?}", self.log),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("rush serve ended before listening: {:?}", self.log)
+                }
+            }
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) takes plain integers; `pid` is our own child, still running (not
+        // yet waited for, so its pid cannot have been reused).
+        let status = unsafe { libc::kill(pid, signal) };
+        assert_eq!(status, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit, then returns its status and the rest of its log.
+    fn wait(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "rush serve did not exit: {:?}", self.log);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        (status, self.log.clone())
+    }
+}
+
+fn reserve(account: u64, sku: u64, quantity: u32, key: u64) -> Request {
+    Request::Reserve(Reserve {
+        account,
+        sku,
+        quantity,
+        key,
+        flags: RESERVE_FLAG_PAY,
+        hold_ms: 0,
+        wait_ms: 0,
+    })
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rush-serve-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[test]
+fn serves_the_demo_sale_and_exits_0_on_sigterm() {
+    let mut served = Served::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--no-pin",
+        "--shard-ports",
+        "auto",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    let address = served.public_addr();
+    let log = served.log.join("\n");
+    assert!(log.contains("rush: backend "), "{log}");
+    assert!(log.contains("rush: 2 shards; shard 0 not pinned, shard 1 not pinned"), "{log}");
+    assert!(log.contains("rush: pre-warmed 2 SKUs, 1000 wallets (embedded demo sale)"), "{log}");
+    assert!(log.contains("(admin), shards on "), "{log}");
+
+    let mut client = Client::connect(address).expect("connect");
+    let reply = client.call(&reserve(1, 1, 1, 1)).expect("reserve");
+    assert_eq!(reply.result, ResultCode::Ok, "{reply:?}");
+    let view = reply.reservation().expect("reservation");
+    assert_eq!((view.account, view.sku, view.quantity, view.amount), (1, 1, 1, 4999));
+    // SKU 1 allows one unit per buyer.
+    let reply = client.call(&reserve(1, 1, 1, 2)).expect("reserve again");
+    assert_eq!(reply.result, ResultCode::LimitExceeded, "{reply:?}");
+    // SKU 2 allows two per buyer (a new key: an account's keys span every operation).
+    let reply = client.call(&reserve(1, 2, 2, 3)).expect("reserve sku 2");
+    assert_eq!(reply.result, ResultCode::Ok, "{reply:?}");
+    let reply = client.call(&Request::QueryAccount { account: 1 }).expect("query account");
+    match reply.body {
+        ReplyBody::Account(wallet) => {
+            assert_eq!((wallet.deposited, wallet.held), (100_000, 4999 + 2 * 19_999));
+        }
+        other => panic!("{other:?}"),
+    }
+    let reply = client.call(&Request::QuerySku { sku: 2 }).expect("query sku");
+    assert!(
+        matches!(reply.body, ReplyBody::Sku(SkuView { price: 19_999, per_user_limit: 2, .. })),
+        "{reply:?}"
+    );
+    // Admin operations are refused on the public port.
+    let reply = client.call(&Request::Deposit { account: 1, amount: 1, key: 9 }).expect("deposit");
+    assert_eq!(reply.result, ResultCode::Unauthorized, "{reply:?}");
+    drop(client);
+
+    served.signal(libc::SIGTERM);
+    let (status, log) = served.wait();
+    let log = log.join("\n");
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(log.contains("rush: stopping (SIGTERM)"), "{log}");
+    assert!(log.contains("rush: stopped; connections accepted: 1, frames: 6"), "{log}");
+}
+
+#[test]
+fn a_json_sale_and_a_config_file_on_epoll_exit_0_on_sigint() {
+    let dir = temp_dir("json");
+    let sale = dir.join("sale.json");
+    std::fs::write(
+        &sale,
+        r#"{"sku": [{"id": 77, "stock": 1, "price": 10}],
+            "wallet": [{"account": 5, "balance": 10}, {"account": 6, "balance": 10}]}"#,
+    )
+    .expect("write sale");
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nadmin_listen = \"none\"\nshard_ports = \"off\"\n\
+         shards = 1\npin = false\nio = \"epoll\"\nsale = \"sale.json\"\n\
+         sku_max = 16\naccount_max = 64\nreservation_max = 256\nwaitlist_max = 16\n\
+         request_key_max = 512\nlimit_entry_max = 64\n",
+    )
+    .expect("write config");
+    let mut served = Served::start(&["--config", config.to_str().expect("utf-8 path")]);
+    let address = served.public_addr();
+    let log = served.log.join("\n");
+    assert!(log.contains("rush: backend epoll ("), "{log}");
+    assert!(log.contains("rush: 1 shard; shard 0 not pinned"), "{log}");
+    assert!(log.contains("rush: pre-warmed 1 SKU, 2 wallets (from "), "{log}");
+    assert!(log.contains("(public), no admin listener, no per-shard ports"), "{log}");
+
+    let mut client = Client::connect(address).expect("connect");
+    assert_eq!(client.call(&reserve(5, 77, 1, 1)).expect("reserve").result, ResultCode::Ok);
+    assert_eq!(client.call(&reserve(6, 77, 1, 1)).expect("reserve").result, ResultCode::SoldOut);
+    drop(client);
+
+    served.signal(libc::SIGINT);
+    let (status, log) = served.wait();
+    let log = log.join("\n");
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(log.contains("rush: stopping (SIGINT)"), "{log}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_bad_sale_file_fails_and_names_the_file() {
+    let dir = temp_dir("bad");
+    let sale = dir.join("bad.toml");
+    std::fs::write(
+        &sale,
+        "[[sku]]\nid = 1\nstock = 10\nprice = 5\n[[sku]]\nid = 1\nstock = 1\nprice = 1\n",
+    )
+    .expect("write sale");
+    let output = Command::new(RUSH)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "none", "--sale"])
+        .arg(&sale)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rush serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(sale.to_str().expect("utf-8 path")), "{stderr}");
+    assert!(stderr.contains("duplicate SKU id 1"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
