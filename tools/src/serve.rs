@@ -55,7 +55,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         limits: settings.limits,
         backend: settings.backend,
         prewarm: sale.requests(),
-        capture: None,
+        capture: args.capture.clone(),
     };
     let (server, signal) = run_until_stop_signal(|| {
         let server = Server::start(config).context("cannot start the server")?;
@@ -67,6 +67,9 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             plural(sale.wallets.len(), "wallet")
         ));
         log(&listeners_line(&server, settings.shard_ports));
+        if let Some(path) = &args.capture {
+            log(&format!("capturing every frame received to {}", path.display()));
+        }
         Ok(server)
     })?;
 
@@ -86,6 +89,9 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "stopped; connections accepted: {accepted}, frames: {frames} (bad: {bad_frames}, \
          unauthorized: {unauthorized})"
     ));
+    if let Some((written, dropped)) = report.capture {
+        log(&format!("capture: {written} records written, {dropped} dropped"));
+    }
     Ok(())
 }
 

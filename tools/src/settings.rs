@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// embedded demo sale]
     #[arg(long, value_name = "FILE")]
     pub sale: Option<PathBuf>,
+    /// Record every frame received (with its connection and receive time) to FILE, for
+    /// `rush replay` (format: docs/CAPTURE.md)
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
 }
 
 fn parse_backend(value: &str) -> Result<BackendChoice, String> {
