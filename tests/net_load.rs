@@ -192,3 +192,35 @@ fn a_client_that_disconnects_mid_pipeline_loses_nothing_acknowledged() {
         assert_eq!(held, 2_000, "{backend:?}: one unit per account, never two");
     }
 }
+
+/// Regression: a connection whose reading was paused (inbound buffer full) must resume once
+/// the engine has taken its input, however the pause and the answers interleave. Tiny limits
+/// make every pipelined burst pause and resume the connection many times.
+#[test]
+fn tiny_limits_pause_and_resume_reading_without_losing_or_stalling_a_request() {
+    for backend in BACKENDS {
+        let limits = ConnLimits {
+            connection_max: 16,
+            pipeline_max: 4,
+            inbound_bytes_max: 1024,
+            outbound_bytes_max: 512,
+        };
+        let server = start(backend, 2, limits);
+        let mut admin = Client::connect(server.admin_addr().unwrap()).unwrap();
+        assert_eq!(admin.call(&put_sku(6, 1_000_000, 0)).unwrap().result, ResultCode::Ok);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut pipeline = Pipeline::connect(server.local_addr()).unwrap();
+        for account in 1..=5_000_u64 {
+            pipeline.send(&reserve(account, 6, 1));
+            pipeline.send(&Request::Ping);
+        }
+        let mut ok = 0;
+        for _ in 0..10_000 {
+            let reply = pipeline.recv().unwrap_or_else(|error| panic!("{backend:?}: {error}")).reply;
+            assert_eq!(reply.result, ResultCode::Ok);
+            ok += 1;
+        }
+        assert_eq!(ok, 10_000);
+        server.shutdown().unwrap();
+    }
+}

@@ -236,7 +236,9 @@ impl Shard<'_> {
             let mut received = false;
             loop {
                 if conn.pending_input() >= limit {
-                    self.unread.push(slot);
+                    // Backpressure: the socket keeps its readiness (`readable` stays true);
+                    // `flush` puts the slot back on `unread` once the engine took the input
+                    // (after the answers it was waiting for), so the loop never spins here.
                     break;
                 }
                 match conn.handle.stream.read(&mut self.scratch) {

@@ -479,6 +479,12 @@ impl Shard<'_> {
         if !more {
             conn.handle.recv_armed = false;
             conn.handle.cancel_sent = false;
+            if conn.handle.recv_paused {
+                // The paused recv has ended (often with ECANCELED, after the input it had
+                // filled was already taken): `flush` re-arms it if there is room now. Without
+                // this, a connection whose cancel completes last would never read again.
+                self.dirty.push(slot);
+            }
         }
         match result {
             length if length > 0 => {
