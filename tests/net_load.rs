@@ -216,7 +216,8 @@ fn tiny_limits_pause_and_resume_reading_without_losing_or_stalling_a_request() {
         }
         let mut ok = 0;
         for _ in 0..10_000 {
-            let reply = pipeline.recv().unwrap_or_else(|error| panic!("{backend:?}: {error}")).reply;
+            let reply =
+                pipeline.recv().unwrap_or_else(|error| panic!("{backend:?}: {error}")).reply;
             assert_eq!(reply.result, ResultCode::Ok);
             ok += 1;
         }

@@ -3,13 +3,18 @@
 //! - `rush serve` runs the server (see `serve.rs`; settings in `settings.rs`, sale files in
 //!   `sale.rs`): `cargo run --release --bin rush -- serve` serves a demo sale on
 //!   0.0.0.0:7070 until SIGINT or SIGTERM.
+//! - `rush bench` drives load at a server (open or closed loop), measures latency as wrk2
+//!   does and checks the server's invariants afterwards; `rush plot` plots its `.hgrm`
+//!   files (see `bench/mod.rs`).
 //! - `rush decode` explains frames byte by byte for people writing a client from
 //!   docs/PROTOCOL.md.
+//! - `rush capture --pcap` converts a tcpdump capture of the protocol into a Rush capture;
+//!   `rush replay --dry-run` counts what a capture (or a pcap) holds (see `capture/mod.rs`).
 //!
-//! `bench`, `demo`, `capture` and `replay` come next.
+//! `demo` and the live `rush replay` come next.
 //!
 //! `unsafe` is denied here and allowed only in `signals.rs` (blocking and waiting for
-//! SIGINT/SIGTERM).
+//! SIGINT/SIGTERM) and `bench/timer.rs` (a timerfd for the open-loop schedule).
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
@@ -19,6 +24,9 @@ use clap::{Parser, Subcommand};
 use mimalloc::MiMalloc;
 use rush_net::protocol::{decode_request, decode_response};
 
+mod bench;
+mod capture;
+mod demo;
 mod sale;
 mod serve;
 mod settings;
@@ -37,8 +45,26 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a whole flash sale against an in-process server: outcomes, invariant checks,
+    /// latency table and plot.
+    Demo(demo::DemoArgs),
     /// Run the server until SIGINT or SIGTERM (with a demo sale unless --sale is given).
     Serve(settings::ServeArgs),
+    /// Convert a tcpdump capture (pcap/pcapng) of the protocol into a Rush capture.
+    Capture(capture::CaptureArgs),
+    /// Replay a Rush capture or a pcap/pcapng (for now: --dry-run, which only counts).
+    Replay(capture::ReplayArgs),
+    /// Drive load at a server, measure latency, and check the server's invariants after.
+    Bench(Box<bench::BenchArgs>),
+    /// Plot latency by percentile from .hgrm files (several runs on one plot).
+    Plot {
+        /// HdrHistogram percentile distribution files (from `rush bench --hgrm`).
+        #[arg(required = true)]
+        inputs: Vec<std::path::PathBuf>,
+        /// The plot to write: FILE.svg or FILE.png.
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+    },
     /// Decode protocol frames given as hex (spaces and newlines allowed) and print them.
     Decode {
         /// The bytes, in hex. Several frames may follow each other.
@@ -51,8 +77,20 @@ enum Command {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
+        Command::Demo(args) => match demo::run(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(error) => Err(error),
+        },
         Command::Serve(args) => serve::serve(&args),
+        Command::Capture(args) => capture::capture(&args),
+        Command::Replay(args) => capture::replay(&args),
         Command::Decode { hex, response } => decode(&hex.join(" "), response),
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(error) => Err(error),
+        },
+        Command::Plot { inputs, output } => bench::plot::plot_files(&inputs, &output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -248,19 +248,13 @@ mod tests {
     fn encodes_evalsha_as_bulk_strings() {
         let script = Script { sha: "ab".repeat(20), per_user_limit: 1 };
         let mut out = Vec::new();
-        let reserve = Reserve {
-            account: 7,
-            sku: 9,
-            quantity: 1,
-            key: 11,
-            flags: 0,
-            hold_ms: 0,
-            wait_ms: 0,
-        };
+        let reserve =
+            Reserve { account: 7, sku: 9, quantity: 1, key: 11, flags: 0, hold_ms: 0, wait_ms: 0 };
         encode_request(&script, &Request::Reserve(reserve), &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("*8\r\n$7\r\nEVALSHA\r\n$40\r\n"), "{text}");
-        assert!(text.ends_with("$1\r\n3\r\n$7\r\nstock:9\r\n$9\r\nlimit:9:7\r\n$8\r\nkey:7:11\r\n$1\r\n1\r\n$1\r\n1\r\n"));
+        let keys = "$1\r\n3\r\n$7\r\nstock:9\r\n$9\r\nlimit:9:7\r\n$8\r\nkey:7:11\r\n";
+        assert!(text.ends_with(&format!("{keys}$1\r\n1\r\n$1\r\n1\r\n")), "{text}");
     }
 
     #[test]

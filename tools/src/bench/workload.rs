@@ -17,7 +17,9 @@ use std::collections::VecDeque;
 use std::fmt;
 
 use anyhow::{bail, Context};
-use rush_engine::{Reply, ReservationState, Request, Reserve, ResultCode, Target, RESERVE_FLAG_PAY};
+use rush_engine::{
+    Reply, Request, ReservationState, Reserve, ResultCode, Target, RESERVE_FLAG_PAY,
+};
 
 use super::rng::{splitmix64, Rng};
 use super::zipf::Zipf;
@@ -282,12 +284,6 @@ impl Layout {
         self.ranges[slot]
     }
 
-    /// The index in `skus` of SKU `id`, if it is one of the run's.
-    pub fn sku_index(&self, id: u64) -> Option<usize> {
-        let index = id.checked_sub(self.sku_base)?;
-        (index < self.skus.len() as u64).then_some(index as usize)
-    }
-
     pub fn buyer(&self, index: u64) -> u64 {
         self.account_base + index
     }
@@ -492,10 +488,7 @@ impl<'a> Generator<'a> {
     }
 
     fn new_op(&mut self, workload: Workload) -> Op {
-        if workload.retries()
-            && !self.recent.is_empty()
-            && self.rng.chance(self.params.retry_pct)
-        {
+        if workload.retries() && !self.recent.is_empty() && self.rng.chance(self.params.retry_pct) {
             let pick = self.rng.below(self.recent.len() as u64) as usize;
             return Op { retry: true, ..self.recent[pick] };
         }
@@ -704,8 +697,7 @@ mod tests {
         assert_eq!(a.skus.len(), 9);
         assert!(a.sku_base.abs_diff(b.sku_base) >= SKU_RANGE);
         assert!(a.account_base.abs_diff(b.account_base) >= ACCOUNT_RANGE);
-        assert_eq!(a.sku_index(a.skus[3].id), Some(3));
-        assert_eq!(a.sku_index(a.sku_base + 9), None);
+        assert_eq!(a.skus[3].id, a.sku_base + 3);
         assert_eq!(a.wallets, 50);
         assert_eq!(Layout::new(1, &Mix::single(Workload::Ping), &params()).wallets, 0);
     }

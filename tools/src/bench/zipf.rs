@@ -34,10 +34,6 @@ impl Zipf {
         Zipf { cdf }
     }
 
-    pub fn len(&self) -> usize {
-        self.cdf.len()
-    }
-
     /// A rank index in `0..len()`; 0 is the most popular.
     pub fn sample(&self, rng: &mut Rng) -> usize {
         let u = rng.next_f64();
@@ -45,6 +41,7 @@ impl Zipf {
     }
 
     /// The probability of rank index `index`.
+    #[cfg(test)]
     pub fn probability(&self, index: usize) -> f64 {
         let below = if index == 0 { 0.0 } else { self.cdf[index - 1] };
         self.cdf[index] - below

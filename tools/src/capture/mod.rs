@@ -1,0 +1,243 @@
+//! `rush capture` (a tcpdump capture of the protocol → a Rush capture, docs/CAPTURE.md) and
+//! `rush replay --dry-run` (what a capture holds).
+//!
+//! The conversion is a pipeline, one module per stage:
+//!
+//! 1. [`pcap`]: pcap / pcapng file → packets (timestamp, link type, bytes);
+//! 2. [`link`]: packet → TCP segment (link layer, IPv4/IPv6, TCP header), or a reason to
+//!    skip it;
+//! 3. [`reassembly`]: segments to the server's port → per-connection streams → OPEN, FRAME
+//!    (64 bytes each), CLOSE records;
+//! 4. here: the records' times made relative to the capture's first packet, and the file
+//!    written with [`rush_net::capture::write_capture`].
+//!
+//! A capture converted from a pcap marks no connection admin (the packets do not say which
+//! listener a port is) and has shard 0 and `dropped` 0 throughout.
+//!
+//! The parsing modules return typed errors; `anyhow` appears only in the command functions
+//! at the bottom, which also do all the printing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rush_net::capture::{
+    read_capture, write_capture, Capture, FileHeader, Record, MAGIC, RECORD_SIZE, VERSION,
+};
+use rush_net::protocol::wire::{U32Le, U64Le};
+
+pub mod dry_run;
+pub mod link;
+pub mod pcap;
+pub mod reassembly;
+#[cfg(test)]
+mod tests;
+
+use link::Skip;
+use pcap::{Format, PacketReader, PcapError};
+use reassembly::{Reassembler, Stats, Warnings};
+
+/// `rush capture` flags.
+#[derive(clap::Args, Debug)]
+pub struct CaptureArgs {
+    /// The tcpdump capture to convert (pcap or pcapng), e.g. from
+    /// `tcpdump -i lo -w IN.pcap 'tcp port 7070'`
+    #[arg(long, value_name = "IN.pcap")]
+    pub pcap: PathBuf,
+    /// The server's TCP port: what clients sent to it becomes the capture
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// The Rush capture file to write (docs/CAPTURE.md)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+}
+
+/// `rush replay` flags.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// Print what the capture holds (records, frames, connections, duration, drops, frames
+    /// per opcode) and send nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// For a pcap/pcapng FILE: the server's TCP port in it
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// A Rush capture (`rush serve --capture`, `rush capture`), or a pcap/pcapng (with
+    /// --port), told apart by their first bytes
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// What converting a pcap/pcapng found, besides the records.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub format: Format,
+    /// Packets read.
+    pub packets: u64,
+    /// Packets that held no usable TCP segment, by reason.
+    pub skipped: BTreeMap<Skip, u64>,
+    pub stats: Stats,
+    pub warnings: Warnings,
+}
+
+/// A converted pcap/pcapng: the capture and what was found on the way.
+#[derive(Clone, Debug)]
+pub struct Conversion {
+    /// `started_unix_ns` is the earliest packet's time (the first packet's, in a file
+    /// written in time order); `recv_ns` counts from it.
+    pub capture: Capture,
+    pub report: Report,
+}
+
+/// Converts a pcap or pcapng stream: the client→server traffic of TCP port `port`.
+pub fn convert(input: impl Read, port: u16) -> Result<Conversion, PcapError> {
+    let mut reader = PacketReader::new(input)?;
+    let format = reader.format();
+    let mut reassembler = Reassembler::new(port);
+    let mut skipped = BTreeMap::new();
+    let (mut packets, mut first_ns, mut last_ns) = (0_u64, u64::MAX, 0_u64);
+    while let Some(packet) = reader.next_packet()? {
+        packets += 1;
+        first_ns = first_ns.min(packet.timestamp_ns);
+        last_ns = last_ns.max(packet.timestamp_ns);
+        match link::parse(packet.link_type, packet.data) {
+            Ok(segment) => reassembler.segment(packet.timestamp_ns, &segment),
+            Err(skip) => *skipped.entry(skip).or_insert(0) += 1,
+        }
+    }
+    let reassembled = reassembler.finish(last_ns);
+    let started_unix_ns = if packets == 0 { 0 } else { first_ns };
+    let mut records = reassembled.records;
+    for record in &mut records {
+        // Every record carries some packet's time (or the last one's), so none is earlier
+        // than the start; saturating keeps that an invariant rather than a hope.
+        record.recv_ns = U64Le::new(record.recv_ns.get().saturating_sub(started_unix_ns));
+    }
+    Ok(Conversion {
+        capture: capture_of(started_unix_ns, records),
+        report: Report {
+            format,
+            packets,
+            skipped,
+            stats: reassembled.stats,
+            warnings: reassembled.warnings,
+        },
+    })
+}
+
+/// An in-memory capture, with the header `write_capture` would write.
+pub fn capture_of(started_unix_ns: u64, records: Vec<Record>) -> Capture {
+    Capture {
+        header: FileHeader {
+            magic: MAGIC,
+            version: U32Le::new(VERSION),
+            record_size: U32Le::new(RECORD_SIZE as u32),
+            started_unix_ns: U64Le::new(started_unix_ns),
+            dropped: U64Le::new(0),
+            reserved: [0; 32],
+        },
+        records,
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let skipped: u64 = self.skipped.values().sum();
+        writeln!(formatter, "{}: {} packets, {} skipped", self.format, self.packets, skipped)?;
+        for (skip, count) in &self.skipped {
+            writeln!(formatter, "  skipped {count}: {skip}")?;
+        }
+        write!(formatter, "{}", self.stats)
+    }
+}
+
+/// Loads a Rush capture, or converts a pcap/pcapng (which needs the server's `port`); tells
+/// them apart by their first bytes. The report is there for a conversion.
+pub fn load(path: &Path, port: Option<u16>) -> anyhow::Result<(Capture, Option<Report>)> {
+    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut prefix = Vec::with_capacity(8);
+    (&mut file)
+        .take(8)
+        .read_to_end(&mut prefix)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    match pcap::detect(&prefix) {
+        Format::RushCapture => {
+            let capture = read_capture(path)
+                .with_context(|| format!("{} is not a valid Rush capture", path.display()))?;
+            Ok((capture, None))
+        }
+        format @ (Format::Pcap | Format::PcapNg) => {
+            let Some(port) = port else {
+                bail!(
+                    "{} is a {format} file: give --port N, the server's TCP port in it",
+                    path.display()
+                );
+            };
+            // Re-open rather than seek: the converter reads the file from its first byte.
+            let file =
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let conversion = convert(BufReader::new(file), port)
+                .with_context(|| format!("cannot convert {}", path.display()))?;
+            Ok((conversion.capture, Some(conversion.report)))
+        }
+        Format::Unknown => {
+            let shown: Vec<String> = prefix.iter().map(|byte| format!("{byte:02x}")).collect();
+            bail!(
+                "{} is neither a Rush capture nor a pcap/pcapng file (it starts with {})",
+                path.display(),
+                if shown.is_empty() { "nothing: it is empty".to_string() } else { shown.join(" ") }
+            )
+        }
+    }
+}
+
+/// [`load`], printing a conversion's warnings (to stderr) and returning the capture.
+pub fn load_any(path: &Path, port: Option<u16>) -> anyhow::Result<Capture> {
+    let (capture, report) = load(path, port)?;
+    if let Some(report) = report {
+        print_warnings(&report.warnings);
+    }
+    Ok(capture)
+}
+
+fn print_warnings(warnings: &Warnings) {
+    for line in &warnings.lines {
+        eprintln!("rush: warning: {line}");
+    }
+    if warnings.suppressed > 0 {
+        eprintln!("rush: warning: {} more warnings like these", warnings.suppressed);
+    }
+}
+
+/// `rush capture --pcap IN --port N -o FILE`.
+pub fn capture(args: &CaptureArgs) -> anyhow::Result<()> {
+    let file =
+        File::open(&args.pcap).with_context(|| format!("cannot open {}", args.pcap.display()))?;
+    let conversion = convert(BufReader::new(file), args.port)
+        .with_context(|| format!("cannot convert {}", args.pcap.display()))?;
+    print_warnings(&conversion.report.warnings);
+    let capture = &conversion.capture;
+    write_capture(&args.output, capture.header.started_unix_ns.get(), &capture.records)
+        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    println!("{}", conversion.report);
+    println!(
+        "wrote {}: {} records, started at {} ns since the Unix epoch",
+        args.output.display(),
+        capture.records.len(),
+        capture.header.started_unix_ns.get()
+    );
+    Ok(())
+}
+
+/// `rush replay`: only `--dry-run` so far.
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
+    if !args.dry_run {
+        bail!("only `rush replay --dry-run` is available so far (the live replay comes next)");
+    }
+    let summary = dry_run::dry_run(&args.file, args.port)?;
+    println!("{summary}");
+    Ok(())
+}
