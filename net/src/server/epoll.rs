@@ -52,7 +52,7 @@ struct Shard<'a> {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture } = io;
+    let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
     let shard_index = core.shard();
     let poll = Poll::new()?;
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -78,12 +78,12 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Resu
         scratch: vec![0; READ_CHUNK].into_boxed_slice(),
     };
     let _ = ready.send((shard_index, Ok(())));
-    shard.run(stop)?;
+    shard.run(stop, idle_spin)?;
     Ok(ShardReport { counters: shard.connections.counters })
 }
 
 impl Shard<'_> {
-    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+    fn run(&mut self, stop: &AtomicBool, idle_spin: std::time::Duration) -> io::Result<()> {
         let doorbell = Arc::clone(self.core.doorbell());
         let mut stopping_since: Option<std::time::Instant> = None;
         let mut slept = false;
@@ -111,6 +111,19 @@ impl Shard<'_> {
             }
             if work > 0 || !self.unread.is_empty() {
                 continue;
+            }
+            if !idle_spin.is_zero() {
+                // Optional spin before sleeping: non-blocking polls and peer-ring checks.
+                let started = std::time::Instant::now();
+                let mut found = false;
+                while !found && started.elapsed() < idle_spin {
+                    self.poll_now(Some(std::time::Duration::ZERO))?;
+                    found = !self.events.is_empty() || self.core.has_peer_input();
+                }
+                if found {
+                    slept = true; // the events just polled are handled next pass
+                    continue;
+                }
             }
             let core = &*self.core;
             let poll = &mut self.poll;

@@ -192,6 +192,8 @@ pub(crate) struct ShardIo<'a> {
     pub(crate) limits: ConnLimits,
     pub(crate) topology: Topology,
     pub(crate) capture: Option<CaptureSink>,
+    /// `RuntimeConfig::idle_spin_us`: how long an idle loop spins before it sleeps.
+    pub(crate) idle_spin: Duration,
 }
 
 /// What a shard's loop reports when it ends.
@@ -303,6 +305,7 @@ impl Server {
             })?),
             None => None,
         };
+        let idle_spin = Duration::from_micros(runtime.idle_spin_us);
         let plan = pin_plan(shard_count, runtime.pin);
         let cores = plan.iter().map(|core| core.map(|core| core.id)).collect();
         let stop = Arc::new(AtomicBool::new(false));
@@ -328,6 +331,7 @@ impl Server {
                         limits,
                         topology,
                         capture: capture_sink,
+                        idle_spin,
                     };
                     let result = match backend {
                         Backend::IoUring => uring::run(io, &stop, &ready),

@@ -22,6 +22,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rush_engine::runtime::{unix_ms, Notify, ShardCore};
@@ -205,7 +206,7 @@ struct Shard<'a> {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture } = io;
+    let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
     let shard_index = core.shard();
     let ring = builder().build(RING_ENTRIES)?;
     let buffers = BufferRing::new(&ring)?;
@@ -231,7 +232,7 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Resu
     }
     shard.arm_wake();
     let _ = ready.send((shard_index, Ok(())));
-    shard.run(stop)?;
+    shard.run(stop, idle_spin)?;
     let report = ShardReport { counters: shard.connections.counters };
     drop(shard);
     Ok(report)
@@ -310,7 +311,7 @@ impl Shard<'_> {
         self.push(entry);
     }
 
-    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+    fn run(&mut self, stop: &AtomicBool, idle_spin: Duration) -> io::Result<()> {
         let doorbell = Arc::clone(self.core.doorbell());
         let mut stopping_since: Option<std::time::Instant> = None;
         loop {
@@ -332,6 +333,12 @@ impl Shard<'_> {
             }
             if work > 0 {
                 self.submit_pending()?;
+                continue;
+            }
+            // Optional spin before sleeping (`idle_spin_us`): watch the peer rings and the
+            // kernel's "completions are waiting" flag (IORING_SQ_TASKRUN, a memory read), so
+            // a request arriving within the spin is served without a wake-up.
+            if !idle_spin.is_zero() && self.spin(idle_spin) {
                 continue;
             }
             // With DEFER_TASKRUN completions are posted only inside our own io_uring_enter,
@@ -363,6 +370,21 @@ impl Shard<'_> {
         }
         self.close_all();
         Ok(())
+    }
+
+    /// Spins up to `limit`; true when work showed up.
+    fn spin(&mut self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            let mut submission = self.ring.submission();
+            submission.sync();
+            if self.core.has_peer_input() || submission.taskrun() || submission.cq_overflow() {
+                return true;
+            }
+            drop(submission);
+            std::hint::spin_loop();
+        }
+        false
     }
 
     /// One `io_uring_enter` when there is something to submit or deferred completions to
