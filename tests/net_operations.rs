@@ -260,3 +260,36 @@ fn a_second_server_on_a_taken_port_fails_instead_of_sharing_it() {
     assert!(error.contains(&taken.to_string()), "{error}");
     first.shutdown().unwrap();
 }
+
+#[test]
+fn a_server_that_spins_before_sleeping_serves_the_same() {
+    for backend in BACKENDS {
+        let server = Server::start(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: None,
+            shard_ports: ShardPorts::Off,
+            runtime: rush_engine::runtime::RuntimeConfig {
+                shard_count: 2,
+                engine: rush_suite::server::engine_config(),
+                port_count: 0,
+                ring_capacity: 1024,
+                pin: false,
+                idle_spin_us: 200,
+            },
+            limits: ConnLimits::default(),
+            backend,
+            prewarm: vec![sku(3, 10, 0, 0)],
+            capture: None,
+        })
+        .unwrap();
+        let mut client = Client::connect(server.local_addr()).unwrap();
+        for account in 1..=20 {
+            let reply = client.call(&reserve(account, 3, 1, 0)).unwrap();
+            let expected = if account <= 10 { ResultCode::Ok } else { ResultCode::SoldOut };
+            assert_eq!(reply.result, expected, "{backend:?} account {account}");
+            // Idle gaps longer than the spin: the shards go to sleep and must wake up.
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        }
+        server.shutdown().unwrap();
+    }
+}
