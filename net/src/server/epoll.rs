@@ -8,7 +8,6 @@
 //! (an eventfd) only when it sleeps.
 
 use std::io::{self, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mio::net::{TcpListener, TcpStream};
@@ -16,7 +15,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rush_engine::runtime::{unix_ms, Notify, ShardCore};
 
 use super::conn::{CloseReason, Connections};
-use super::{Ready, ShardIo, ShardReport, IDLE_WAIT};
+use super::{Ready, ShardIo, ShardReport, StopState, IDLE_WAIT};
 
 const WAKE: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 40;
@@ -51,7 +50,7 @@ struct Shard<'a> {
     scratch: Box<[u8]>,
 }
 
-pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
+pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
     let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
     let shard_index = core.shard();
     let poll = Poll::new()?;
@@ -83,9 +82,10 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Resu
 }
 
 impl Shard<'_> {
-    fn run(&mut self, stop: &AtomicBool, idle_spin: std::time::Duration) -> io::Result<()> {
+    fn run(&mut self, stop: &StopState, idle_spin: std::time::Duration) -> io::Result<()> {
         let doorbell = Arc::clone(self.core.doorbell());
         let mut stopping_since: Option<std::time::Instant> = None;
+        let mut counted_out = false;
         let mut slept = false;
         loop {
             let now_ms = unix_ms();
@@ -100,12 +100,12 @@ impl Shard<'_> {
             work += self.core.finish_pass(now_ms);
             work += self.connections.complete(self.core);
             self.flush();
-            if stop.load(Ordering::Acquire) {
+            if stop.requested() {
                 let since = *stopping_since.get_or_insert_with(|| {
                     self.begin_shutdown();
                     std::time::Instant::now()
                 });
-                if self.connections.is_empty() || since.elapsed() > super::SHUTDOWN_GRACE {
+                if stop.may_leave(self.connections.is_empty(), &mut counted_out, since) {
                     break;
                 }
             }

@@ -213,13 +213,52 @@ pub struct ServerReport {
 
 type ShardResult = (ShardCore, io::Result<ShardReport>);
 
+/// The stop request, and how many shards still have connections to finish. A shard whose
+/// own connections are done keeps serving its rings until every shard is done (or the grace
+/// period ends): another shard's connection may still wait for a reply from it.
+#[derive(Debug)]
+pub(crate) struct StopState {
+    requested: AtomicBool,
+    draining: std::sync::atomic::AtomicU32,
+}
+
+impl StopState {
+    fn new(shard_count: u32) -> StopState {
+        StopState {
+            requested: AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicU32::new(shard_count),
+        }
+    }
+
+    pub(crate) fn requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// Called every pass after a stop was requested; true when this shard may leave its
+    /// loop. `counted` is the shard's own flag: it is counted out once, when its connections
+    /// are done (or the grace period is over).
+    pub(crate) fn may_leave(
+        &self,
+        connections_done: bool,
+        counted: &mut bool,
+        since: std::time::Instant,
+    ) -> bool {
+        let expired = since.elapsed() > SHUTDOWN_GRACE;
+        if !*counted && (connections_done || expired) {
+            self.draining.fetch_sub(1, Ordering::AcqRel);
+            *counted = true;
+        }
+        *counted && (self.draining.load(Ordering::Acquire) == 0 || expired)
+    }
+}
+
 /// Each shard says once whether its loop is serving (or why it could not start).
 pub(crate) type Ready = mpsc::Sender<(u32, Result<(), String>)>;
 
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopState>,
     doorbells: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<ShardResult>>,
     board: Arc<Board>,
@@ -308,7 +347,7 @@ impl Server {
         let idle_spin = Duration::from_micros(runtime.idle_spin_us);
         let plan = pin_plan(shard_count, runtime.pin);
         let cores = plan.iter().map(|core| core.map(|core| core.id)).collect();
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(StopState::new(shard_count));
         let (ready_sender, ready) = mpsc::channel::<(u32, Result<(), String>)>();
         let mut threads = Vec::new();
         for ((core, shard), listeners) in plan.into_iter().zip(shards).zip(per_shard) {
@@ -421,7 +460,7 @@ impl Server {
     /// Asks every shard to stop: no new connections or requests; what is in flight is
     /// answered (for at most [`SHUTDOWN_GRACE`]).
     pub fn signal_stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.requested.store(true, Ordering::SeqCst);
         for doorbell in &self.doorbells {
             doorbell.wake();
         }
@@ -484,13 +523,13 @@ impl Server {
 /// Asks a server to stop (see [`Server::signal_stop`]).
 #[derive(Clone, Debug)]
 pub struct StopHandle {
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopState>,
     doorbells: Vec<Arc<Doorbell>>,
 }
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.requested.store(true, Ordering::SeqCst);
         for doorbell in &self.doorbells {
             doorbell.wake();
         }

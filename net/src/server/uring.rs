@@ -20,7 +20,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rush_engine::runtime::{unix_ms, Notify, ShardCore};
 
 use super::conn::{CloseReason, Connections};
-use super::{Listener, Ready, ShardIo, ShardReport, IDLE_WAIT};
+use super::{Listener, Ready, ShardIo, ShardReport, StopState, IDLE_WAIT};
 
 const RING_ENTRIES: u32 = 1024;
 const COMPLETION_ENTRIES: u32 = 16 * 1024;
@@ -205,7 +205,7 @@ struct Shard<'a> {
     dirty: Vec<u32>,
 }
 
-pub(crate) fn run(io: ShardIo<'_>, stop: &AtomicBool, ready: &Ready) -> io::Result<ShardReport> {
+pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
     let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
     let shard_index = core.shard();
     let ring = builder().build(RING_ENTRIES)?;
@@ -311,9 +311,10 @@ impl Shard<'_> {
         self.push(entry);
     }
 
-    fn run(&mut self, stop: &AtomicBool, idle_spin: Duration) -> io::Result<()> {
+    fn run(&mut self, stop: &StopState, idle_spin: Duration) -> io::Result<()> {
         let doorbell = Arc::clone(self.core.doorbell());
         let mut stopping_since: Option<std::time::Instant> = None;
+        let mut counted_out = false;
         loop {
             let now_ms = unix_ms();
             let mut work = self.core.poll_peers(now_ms);
@@ -322,12 +323,12 @@ impl Shard<'_> {
             work += self.core.finish_pass(now_ms);
             work += self.connections.complete(self.core);
             self.flush();
-            if stop.load(Ordering::Acquire) {
+            if stop.requested() {
                 let since = *stopping_since.get_or_insert_with(|| {
                     self.begin_shutdown();
                     std::time::Instant::now()
                 });
-                if self.connections.is_empty() || since.elapsed() > super::SHUTDOWN_GRACE {
+                if stop.may_leave(self.connections.is_empty(), &mut counted_out, since) {
                     break;
                 }
             }
