@@ -9,9 +9,11 @@
 //! - `rush decode` explains frames byte by byte for people writing a client from
 //!   docs/PROTOCOL.md.
 //! - `rush capture --pcap` converts a tcpdump capture of the protocol into a Rush capture;
-//!   `rush replay --dry-run` counts what a capture (or a pcap) holds (see `capture/mod.rs`).
+//!   `rush replay --dry-run` counts what a capture (or a pcap) holds, and `rush replay
+//!   --target ADDR` plays it back against a server, measuring latency as the bench does
+//!   (see `capture/mod.rs` and `capture/replay/mod.rs`).
 //!
-//! `demo` and the live `rush replay` come next.
+//! `demo` comes next.
 //!
 //! `unsafe` is denied here and allowed only in `signals.rs` (blocking and waiting for
 //! SIGINT/SIGTERM) and `bench/timer.rs` (a timerfd for the open-loop schedule).
@@ -52,7 +54,8 @@ enum Command {
     Serve(settings::ServeArgs),
     /// Convert a tcpdump capture (pcap/pcapng) of the protocol into a Rush capture.
     Capture(capture::CaptureArgs),
-    /// Replay a Rush capture or a pcap/pcapng (for now: --dry-run, which only counts).
+    /// Replay a Rush capture or a pcap/pcapng against a server (--target), or count what
+    /// it holds (--dry-run).
     Replay(capture::ReplayArgs),
     /// Drive load at a server, measure latency, and check the server's invariants after.
     Bench(Box<bench::BenchArgs>),
@@ -84,7 +87,10 @@ fn main() -> ExitCode {
         },
         Command::Serve(args) => serve::serve(&args),
         Command::Capture(args) => capture::capture(&args),
-        Command::Replay(args) => capture::replay(&args),
+        Command::Replay(args) => match capture::replay(&args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(error) => Err(error),
+        },
         Command::Decode { hex, response } => decode(&hex.join(" "), response),
         Command::Bench(args) => match bench::run(&args) {
             Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),

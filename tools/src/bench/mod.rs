@@ -33,12 +33,12 @@
 
 mod admin;
 mod check;
-mod driver;
+pub(crate) mod driver;
 pub mod plot;
-mod report;
+pub(crate) mod report;
 mod resp;
 mod rng;
-mod timer;
+pub(crate) mod timer;
 mod workload;
 mod zipf;
 
@@ -174,7 +174,7 @@ pub struct BenchArgs {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Percentiles(pub Vec<f64>);
 
-fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
+pub(crate) fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
     let mut values = Vec::new();
     for part in text.split(',').map(str::trim) {
         let value: f64 =
@@ -188,7 +188,7 @@ fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
 }
 
 /// `250us`, `500ms`, `10s`, `1.5s`, `2m`, `1h`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);

@@ -89,11 +89,22 @@ pub fn write_hlog(
     elapsed: Duration,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
+    write_hlog_as("rush bench", intervals, base_time, elapsed, out)
+}
+
+/// [`write_hlog`] with another tool's name in the first comment line (`rush replay`).
+pub fn write_hlog_as(
+    tool: &str,
+    intervals: &[Histogram<u64>],
+    base_time: SystemTime,
+    elapsed: Duration,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let since_epoch = base_time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs_f64();
     // The Java writer's header, in its order (the crate's builder would put the version line
     // after StartTime and leaves out the column legend); the builder adds MaxValueDivisor.
-    writeln!(out, "#[Logged with rush bench; latencies in nanoseconds]")?;
+    writeln!(out, "#[Logged with {tool}; latencies in nanoseconds]")?;
     writeln!(out, "#[Histogram log format version 1.3]")?;
     writeln!(out, "#[StartTime: {seconds:.3} (seconds since epoch)]")?;
     writeln!(out, "#[BaseTime: {seconds:.3} (seconds since epoch)]")?;
@@ -112,6 +123,124 @@ pub fn write_hlog(
         writer
             .write_histogram(histogram, start, length, None)
             .map_err(|error| anyhow::anyhow!("writing the interval log: {error}"))?;
+    }
+    Ok(())
+}
+
+/// The non-zero counts of `counts` (indexed by result code) by code name: the JSON
+/// `results` and `duplicate_of` objects.
+pub fn code_map(counts: &[u64; 21]) -> Map<String, Value> {
+    ResultCode::ALL
+        .iter()
+        .zip(counts)
+        .filter(|(_, &count)| count > 0)
+        .map(|(code, &count)| (code.name().to_string(), json!(count)))
+        .collect()
+}
+
+/// The JSON `latency_us` object: p50, p90, p99, p99.9, p99.99, max, mean and stddev (µs).
+pub fn latency_json(latency: &Histogram<u64>) -> Value {
+    let mut map = Map::new();
+    for percentile in [50.0, 90.0, 99.0, 99.9, 99.99] {
+        map.insert(percentile_label(percentile), json!(at_percentile(latency, percentile)));
+    }
+    map.insert("max".into(), json!(max_us(latency)));
+    map.insert("mean".into(), json!(latency.mean() / SCALE));
+    map.insert("stddev".into(), json!(latency.stdev() / SCALE));
+    Value::Object(map)
+}
+
+/// The JSON `percentiles` array: `{"percentile": p, "latency_us": v}` per requested `p`.
+pub fn percentiles_json(latency: &Histogram<u64>, percentiles: &[f64]) -> Value {
+    Value::Array(
+        percentiles
+            .iter()
+            .map(|&p| json!({"percentile": p, "latency_us": at_percentile(latency, p)}))
+            .collect(),
+    )
+}
+
+/// The JSON `by_op` object: count, p50, p99 and max (µs) per operation that has any.
+pub fn by_op_json(by_op: &[(&'static str, &Histogram<u64>)]) -> Value {
+    Value::Object(
+        by_op
+            .iter()
+            .filter(|(_, histogram)| !histogram.is_empty())
+            .map(|(name, histogram)| {
+                (
+                    name.to_string(),
+                    json!({
+                        "count": histogram.len(),
+                        "p50": at_percentile(histogram, 50.0),
+                        "p99": at_percentile(histogram, 99.0),
+                        "max": max_us(histogram),
+                    }),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The `Results:` block: one line per result code that occurred, DUPLICATE with the
+/// breakdown of the original outcomes it repeated.
+pub fn write_results(
+    out: &mut impl Write,
+    codes: &[u64; 21],
+    duplicate_of: &[u64; 21],
+) -> io::Result<()> {
+    writeln!(out, "Results:")?;
+    for (code, &count) in ResultCode::ALL.iter().zip(codes) {
+        if count == 0 {
+            continue;
+        }
+        write!(out, "  {:<20} {count:>12}", code.name())?;
+        if *code == ResultCode::Duplicate {
+            let originals: Vec<String> = ResultCode::ALL
+                .iter()
+                .zip(duplicate_of)
+                .filter(|(_, &n)| n > 0)
+                .map(|(original, n)| format!("{n} of {}", original.name()))
+                .collect();
+            write!(out, "  ({})", originals.join(", "))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// The latency lines under the caller's `Latency (...)` heading: each requested
+/// percentile, max, mean and stddev (µs).
+pub fn write_latency(
+    out: &mut impl Write,
+    latency: &Histogram<u64>,
+    percentiles: &[f64],
+) -> io::Result<()> {
+    for &percentile in percentiles {
+        let label = percentile_label(percentile);
+        writeln!(out, "  {label:<8} {:>12.1}", at_percentile(latency, percentile))?;
+    }
+    writeln!(out, "  {:<8} {:>12.1}", "max", max_us(latency))?;
+    writeln!(out, "  mean {:.1}, stddev {:.1}", latency.mean() / SCALE, latency.stdev() / SCALE)
+}
+
+/// The `By operation (µs):` block, when more than one operation has latencies.
+pub fn write_by_op(
+    out: &mut impl Write,
+    by_op: &[(&'static str, &Histogram<u64>)],
+) -> io::Result<()> {
+    let ops: Vec<_> = by_op.iter().filter(|(_, h)| !h.is_empty()).collect();
+    if ops.len() > 1 {
+        writeln!(out, "By operation (µs):")?;
+        for (name, histogram) in ops {
+            writeln!(
+                out,
+                "  {name:<8} {:>10} requests  p50 {:>9.1}  p99 {:>9.1}  max {:>9.1}",
+                histogram.len(),
+                at_percentile(histogram, 50.0),
+                at_percentile(histogram, 99.0),
+                max_us(histogram)
+            )?;
+        }
     }
     Ok(())
 }
@@ -148,47 +277,10 @@ impl Report<'_> {
         }
     }
 
-    fn code_map(counts: &[u64; 21]) -> Map<String, Value> {
-        ResultCode::ALL
-            .iter()
-            .zip(counts)
-            .filter(|(_, &count)| count > 0)
-            .map(|(code, &count)| (code.name().to_string(), json!(count)))
-            .collect()
-    }
-
     pub fn to_json(&self) -> Value {
-        let mut latency = Map::new();
-        for percentile in [50.0, 90.0, 99.0, 99.9, 99.99] {
-            latency.insert(
-                percentile_label(percentile),
-                json!(at_percentile(self.latency, percentile)),
-            );
-        }
-        latency.insert("max".into(), json!(max_us(self.latency)));
-        latency.insert("mean".into(), json!(self.latency.mean() / SCALE));
-        latency.insert("stddev".into(), json!(self.latency.stdev() / SCALE));
-        let percentiles: Vec<Value> = self
-            .percentiles
-            .iter()
-            .map(|&p| json!({"percentile": p, "latency_us": at_percentile(self.latency, p)}))
-            .collect();
-        let by_op: Map<String, Value> = self
-            .by_op
-            .iter()
-            .filter(|(_, histogram)| !histogram.is_empty())
-            .map(|(name, histogram)| {
-                (
-                    name.to_string(),
-                    json!({
-                        "count": histogram.len(),
-                        "p50": at_percentile(histogram, 50.0),
-                        "p99": at_percentile(histogram, 99.0),
-                        "max": max_us(histogram),
-                    }),
-                )
-            })
-            .collect();
+        let latency = latency_json(self.latency);
+        let percentiles = percentiles_json(self.latency, self.percentiles);
+        let by_op = by_op_json(self.by_op);
         let mut document = self.settings.clone();
         document.insert("coordinated_omission_corrected".into(), json!(self.corrected));
         document.insert("sent".into(), json!(self.sent));
@@ -199,11 +291,11 @@ impl Report<'_> {
         document.insert("warmup_completed".into(), json!(self.warmup_completed));
         document.insert("elapsed_s".into(), json!(self.elapsed.as_secs_f64()));
         document.insert("throughput_rps".into(), json!(self.throughput()));
-        document.insert("results".into(), Value::Object(Self::code_map(self.codes)));
-        document.insert("duplicate_of".into(), Value::Object(Self::code_map(self.duplicate_of)));
-        document.insert("latency_us".into(), Value::Object(latency));
-        document.insert("percentiles".into(), Value::Array(percentiles));
-        document.insert("by_op".into(), Value::Object(by_op));
+        document.insert("results".into(), Value::Object(code_map(self.codes)));
+        document.insert("duplicate_of".into(), Value::Object(code_map(self.duplicate_of)));
+        document.insert("latency_us".into(), latency);
+        document.insert("percentiles".into(), percentiles);
+        document.insert("by_op".into(), by_op);
         document.insert("abandoned_follow_ups".into(), json!(self.abandoned_follow_ups));
         match self.checks {
             Some(checks) => {
@@ -250,23 +342,7 @@ impl Report<'_> {
                 self.warmup_sent, self.warmup_completed
             )?;
         }
-        writeln!(out, "Results:")?;
-        for (code, &count) in ResultCode::ALL.iter().zip(self.codes) {
-            if count == 0 {
-                continue;
-            }
-            write!(out, "  {:<20} {count:>12}", code.name())?;
-            if *code == ResultCode::Duplicate {
-                let originals: Vec<String> = ResultCode::ALL
-                    .iter()
-                    .zip(self.duplicate_of)
-                    .filter(|(_, &n)| n > 0)
-                    .map(|(original, n)| format!("{n} of {}", original.name()))
-                    .collect();
-                write!(out, "  ({})", originals.join(", "))?;
-            }
-            writeln!(out)?;
-        }
+        write_results(out, self.codes, self.duplicate_of)?;
         if self.corrected {
             writeln!(
                 out,
@@ -280,31 +356,8 @@ impl Report<'_> {
                  each request was sent):"
             )?;
         }
-        for &percentile in self.percentiles {
-            let label = percentile_label(percentile);
-            writeln!(out, "  {label:<8} {:>12.1}", at_percentile(self.latency, percentile))?;
-        }
-        writeln!(out, "  {:<8} {:>12.1}", "max", max_us(self.latency))?;
-        writeln!(
-            out,
-            "  mean {:.1}, stddev {:.1}",
-            self.latency.mean() / SCALE,
-            self.latency.stdev() / SCALE
-        )?;
-        let ops: Vec<_> = self.by_op.iter().filter(|(_, h)| !h.is_empty()).collect();
-        if ops.len() > 1 {
-            writeln!(out, "By operation (µs):")?;
-            for (name, histogram) in ops {
-                writeln!(
-                    out,
-                    "  {name:<8} {:>10} requests  p50 {:>9.1}  p99 {:>9.1}  max {:>9.1}",
-                    histogram.len(),
-                    at_percentile(histogram, 50.0),
-                    at_percentile(histogram, 99.0),
-                    max_us(histogram)
-                )?;
-            }
-        }
+        write_latency(out, self.latency, self.percentiles)?;
+        write_by_op(out, self.by_op)?;
         if self.abandoned_follow_ups > 0 {
             writeln!(
                 out,

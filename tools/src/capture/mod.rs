@@ -1,5 +1,6 @@
-//! `rush capture` (a tcpdump capture of the protocol → a Rush capture, docs/CAPTURE.md) and
-//! `rush replay --dry-run` (what a capture holds).
+//! `rush capture` (a tcpdump capture of the protocol → a Rush capture, docs/CAPTURE.md),
+//! `rush replay --dry-run` (what a capture holds) and `rush replay --target` (the live
+//! replay, see [`replay`]).
 //!
 //! The conversion is a pipeline, one module per stage:
 //!
@@ -33,6 +34,7 @@ pub mod dry_run;
 pub mod link;
 pub mod pcap;
 pub mod reassembly;
+pub mod replay;
 #[cfg(test)]
 mod tests;
 
@@ -55,7 +57,7 @@ pub struct CaptureArgs {
     pub output: PathBuf,
 }
 
-/// `rush replay` flags.
+/// `rush replay` flags (the live replay is described in `replay/mod.rs`).
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     /// Print what the capture holds (records, frames, connections, duration, drops, frames
@@ -69,6 +71,53 @@ pub struct ReplayArgs {
     /// --port), told apart by their first bytes
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    /// The server to replay the capture to (its public address)
+    #[arg(long, value_name = "ADDR", conflicts_with = "dry_run")]
+    pub target: Option<String>,
+    /// Where the capture's admin connections go, or `none` to skip them (their frames are
+    /// counted) [default: the target's port + 1]
+    #[arg(long, value_name = "ADDR|none")]
+    pub admin: Option<String>,
+    /// Speed multiplier of the original pace (2: twice as fast, 0.5: half as fast)
+    #[arg(short = 'x', long, value_name = "F")]
+    pub speed: Option<f64>,
+    /// Send every frame evenly spaced at N frames per second (in the capture's receive
+    /// order) instead of at the original pace
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Send as fast as each connection's window (-P) allows: closed loop, latencies NOT
+    /// corrected for coordinated omission
+    #[arg(long)]
+    pub top_speed: bool,
+    /// With --top-speed: frames in flight per connection [default: 16]
+    #[arg(short = 'P', long, value_name = "N")]
+    pub pipeline: Option<usize>,
+    /// Replay the whole capture N times, one after the other (request keys repeat: later
+    /// loops are mostly answered DUPLICATE)
+    #[arg(long = "loop", value_name = "N", default_value_t = 1)]
+    pub loops: u32,
+    /// Threads driving the connections
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    /// The longest wait for a response with requests in flight before giving up (raised to
+    /// the capture's longest RESERVE wait_ms + 2 s)
+    #[arg(long, value_name = "TIME", value_parser = crate::bench::parse_duration, default_value = "5s")]
+    pub drain_timeout: std::time::Duration,
+    /// Percentiles to report, e.g. 50,99,99.9
+    #[arg(long, default_value = "50,90,99,99.9,99.99", value_parser = crate::bench::parse_percentiles)]
+    pub percentiles: crate::bench::Percentiles,
+    /// Write the latency distribution in HdrHistogram's percentile format (µs)
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write an HdrHistogram interval log (v1.3, one histogram per second)
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// Write the results as JSON to FILE, or to stdout with "-"
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+    /// Plot latency by percentile to FILE.svg or FILE.png
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 /// What converting a pcap/pcapng found, besides the records.
@@ -232,12 +281,13 @@ pub fn capture(args: &CaptureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `rush replay`: only `--dry-run` so far.
-pub fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
-    if !args.dry_run {
-        bail!("only `rush replay --dry-run` is available so far (the live replay comes next)");
+/// `rush replay`: `--dry-run` counts what the capture holds; otherwise the live replay
+/// against `--target`. Returns the exit code (0, or 1 when the replay had errors).
+pub fn replay(args: &ReplayArgs) -> anyhow::Result<u8> {
+    if args.dry_run {
+        let summary = dry_run::dry_run(&args.file, args.port)?;
+        println!("{summary}");
+        return Ok(0);
     }
-    let summary = dry_run::dry_run(&args.file, args.port)?;
-    println!("{summary}");
-    Ok(())
+    replay::run(args)
 }
