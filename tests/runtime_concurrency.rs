@@ -236,6 +236,14 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
     for (shard, engine) in engines.iter().enumerate() {
         engine.check_invariants().unwrap_or_else(|violation| panic!("shard {shard}: {violation}"));
     }
+    // The published counters are the engines' own, summed.
+    let published = board.counters();
+    for code in ResultCode::ALL {
+        let summed: u64 =
+            engines.iter().map(|engine| engine.counters().results[code as usize]).sum();
+        assert_eq!(published.results[code as usize], summed, "{code:?}");
+    }
+    assert!(published.results[ResultCode::Ok as usize] > 0);
     // Stock conservation across shards (nothing is in flight after `stop`), and for the hot
     // SKU: every unit reserved or sold, none left in a pool or a bucket.
     for sku in std::iter::once(HOT_SKU).chain(2..2 + COLD_SKUS) {

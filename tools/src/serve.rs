@@ -74,7 +74,21 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     })?;
 
     log(&format!("stopping ({})", signal.name()));
+    let board = std::sync::Arc::clone(server.board());
     let report = server.shutdown().context("the server stopped with an error")?;
+    let counters = board.counters();
+    let answered: Vec<String> = rush_engine::ResultCode::ALL
+        .iter()
+        .filter(|code| counters.results[**code as usize] > 0)
+        .map(|code| format!("{} {}", code.name(), counters.results[*code as usize]))
+        .collect();
+    if !answered.is_empty() {
+        log(&format!(
+            "engine answers: {}; holds expired: {}",
+            answered.join(", "),
+            counters.holds_expired
+        ));
+    }
     let mut accepted = 0;
     let mut frames = 0;
     let mut bad_frames = 0;

@@ -14,6 +14,9 @@
 //! exact figures come from a quiescent runtime (tests, benchmark checks). The column lookup
 //! itself is ordered by the `ArcSwap` (a load that sees the new catalog sees the column).
 //!
+//! Each shard also publishes its engine counters (results by code, expiries, matches, ...)
+//! in a row of its own, for metrics read from any thread ([`Board::counters`]).
+//!
 //! **Architecture Invariant:** a shard writes only its own row; no shard reads another
 //! shard's engine.
 
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::{Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
+use crate::{Counters, Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
 
 /// One SKU's levels on one shard.
 #[derive(Debug, Default)]
@@ -36,6 +39,20 @@ struct Cell {
     waiters: AtomicU64,
 }
 
+/// One shard's engine counters (`Counters`), published at the end of every pass.
+#[derive(Debug, Default)]
+#[repr(align(128))] // each row on its own cache lines: one writer per row
+struct CounterRow {
+    results: [AtomicU64; ResultCode::ALL.len()],
+    holds_expired: AtomicU64,
+    waiters_matched: AtomicU64,
+    waiters_timed_out: AtomicU64,
+    acquires_sent: AtomicU64,
+    reclaim_rounds: AtomicU64,
+    keys_evicted: AtomicU64,
+    reservations_retired: AtomicU64,
+}
+
 /// Published levels of every shard; see the module documentation.
 #[derive(Debug)]
 pub struct Board {
@@ -45,6 +62,8 @@ pub struct Board {
     columns_used: AtomicU32,
     /// `shard_count * column_max` cells, row-major by shard.
     cells: Box<[Cell]>,
+    /// One row per shard.
+    counters: Box<[CounterRow]>,
 }
 
 impl Board {
@@ -59,7 +78,42 @@ impl Board {
             catalog: ArcSwap::from_pointee(HashMap::new()),
             columns_used: AtomicU32::new(0),
             cells,
+            counters: (0..shard_count).map(|_| CounterRow::default()).collect(),
         }
+    }
+
+    /// Copies `shard`'s engine counters into its row. Called only by `shard`'s own thread.
+    fn publish_counters(&self, shard: u32, counters: &Counters) {
+        let row = &self.counters[shard as usize];
+        for (cell, value) in row.results.iter().zip(counters.results) {
+            cell.store(value, Ordering::Relaxed);
+        }
+        row.holds_expired.store(counters.holds_expired, Ordering::Relaxed);
+        row.waiters_matched.store(counters.waiters_matched, Ordering::Relaxed);
+        row.waiters_timed_out.store(counters.waiters_timed_out, Ordering::Relaxed);
+        row.acquires_sent.store(counters.acquires_sent, Ordering::Relaxed);
+        row.reclaim_rounds.store(counters.reclaim_rounds, Ordering::Relaxed);
+        row.keys_evicted.store(counters.keys_evicted, Ordering::Relaxed);
+        row.reservations_retired.store(counters.reservations_retired, Ordering::Relaxed);
+    }
+
+    /// Every shard's counters summed, read from any thread without asking the shards (each
+    /// row is as of that shard's last pass).
+    pub fn counters(&self) -> Counters {
+        let mut total = Counters::default();
+        for row in self.counters.iter() {
+            for (sum, cell) in total.results.iter_mut().zip(&row.results) {
+                *sum += cell.load(Ordering::Relaxed);
+            }
+            total.holds_expired += row.holds_expired.load(Ordering::Relaxed);
+            total.waiters_matched += row.waiters_matched.load(Ordering::Relaxed);
+            total.waiters_timed_out += row.waiters_timed_out.load(Ordering::Relaxed);
+            total.acquires_sent += row.acquires_sent.load(Ordering::Relaxed);
+            total.reclaim_rounds += row.reclaim_rounds.load(Ordering::Relaxed);
+            total.keys_evicted += row.keys_evicted.load(Ordering::Relaxed);
+            total.reservations_retired += row.reservations_retired.load(Ordering::Relaxed);
+        }
+        total
     }
 
     fn column(&self, sku: SkuId) -> Option<u32> {
@@ -103,6 +157,7 @@ impl Board {
     /// Writes the levels of every SKU that changed on `shard` since its last publication.
     /// Called only by `shard`'s own thread.
     pub fn publish(&self, shard: u32, engine: &mut Engine) {
+        self.publish_counters(shard, engine.counters());
         engine.drain_changed_skus(|levels: SkuLevels| {
             let Some(column) = self.column_or_assign(levels.sku) else {
                 return;
