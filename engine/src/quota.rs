@@ -480,6 +480,9 @@ impl Engine {
     /// nothing, or no bucket can hold anything.
     pub(crate) fn feed_line(&mut self, sku_index: u32) {
         let shard_count = self.placement.shard_count;
+        let quantity_max = u64::from(self.config().quantity_max);
+        // Shards already given a refill chunk in this call (at most one chunk each).
+        let mut refilled: u64 = 0;
         loop {
             let entry = self.skus[sku_index as usize];
             if entry.reclaim_pending > 0 {
@@ -500,20 +503,36 @@ impl Engine {
                 self.sku_dirty.mark(sku_index);
                 let entry = &mut self.skus[sku_index as usize];
                 entry.pool -= quantity;
-                // Refill the home bucket only when nobody else is in line: while people
-                // wait, every unit goes through the line.
-                let refill = if entry.waiters == 0 {
-                    refill_chunk(entry.pool, shard_count, REFILL_CHUNK_MAX)
+                // Refill the home bucket when nobody else is in line, or when the pool is
+                // so large that everyone still in line is sure to be served from it anyway
+                // (twice the most they could ask for). Without the second case, sustained
+                // load with ample stock keeps a few proxies in line at every grant, so no
+                // grant carries a refill, every bucket stays empty, and every RESERVE goes
+                // through the coordinator (measured: 89-95% with two shards). When stock is
+                // scarce the line still gets every unit, in order.
+                let home = slot.hold_ms;
+                let line_demand_max = u64::from(entry.waiters) * quantity_max;
+                let ample = entry.pool >= line_demand_max.saturating_mul(2);
+                let first_for_home = home >= 64 || refilled & (1 << home) == 0;
+                let refill = if (entry.waiters == 0 || ample) && first_for_home {
+                    refill_chunk(
+                        entry.pool - line_demand_max.min(entry.pool),
+                        shard_count,
+                        REFILL_CHUNK_MAX,
+                    )
                 } else {
                     0
                 };
+                if refill > 0 && home < 64 {
+                    refilled |= 1 << home;
+                }
                 entry.pool -= refill;
                 if refill > 0 {
                     entry.buckets_may_hold = true;
                 }
                 let sku = entry.id;
                 self.send(
-                    slot.hold_ms,
+                    home,
                     Message::Grant {
                         sku,
                         reservation: slot.amount,

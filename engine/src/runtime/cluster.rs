@@ -9,7 +9,8 @@
 //! 3. tick the clock, move the engine's messages onto the peer rings and its replies onto
 //!    the port rings, waking a peer only if it sleeps;
 //! 4. when a pass found nothing to do, spin for `idle_spin_us` re-checking its rings, then
-//!    park on its doorbell (at most 1 ms, so timers fire on time).
+//!    park on its doorbell (at most 1 ms, so timers fire on time). The spin yields the core
+//!    while the shard shares it with another busy thread (see [`YIELD_HANDED_OVER`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,11 @@ use crate::Engine;
 /// Longest park of an idle shard: bounds the extra delay of a timer (expiry, wait timeout)
 /// when nothing else wakes the shard.
 pub const IDLE_PARK_MS: u64 = 1;
+
+/// A `sched_yield` that took at least this long ran another thread: the shard shares its
+/// core (a yield that finds nobody to run returns in under a microsecond, about 0.65 µs on
+/// the benchmark VM).
+pub const YIELD_HANDED_OVER: Duration = Duration::from_micros(2);
 
 /// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_ms() -> u64 {
@@ -118,6 +124,14 @@ pub fn quiesce(mut shards: Vec<ShardCore>) -> Vec<Engine> {
 
 fn run(shard: &mut ShardCore, stop: &AtomicBool, idle_spin: Duration) {
     let doorbell = Arc::clone(shard.doorbell());
+    // The idle phase busy-waits for `spin_first`, then yields the core until `idle_spin` is
+    // up. `spin_first` adapts: it drops to zero as soon as a yield ran another thread (the
+    // shard shares its core, for example with a client thread that needs the core to send
+    // the next request, so spinning would only delay it), and grows back towards half the
+    // budget while yields find nobody to run (the core is the shard's own, and a pure spin
+    // answers fastest, with no system call).
+    let spin_cap = idle_spin / 2;
+    let mut spin_first = spin_cap;
     loop {
         let now_ms = unix_ms();
         let mut work = shard.poll_peers(now_ms);
@@ -131,9 +145,25 @@ fn run(shard: &mut ShardCore, stop: &AtomicBool, idle_spin: Duration) {
         }
         if !idle_spin.is_zero() {
             let started = Instant::now();
-            while !shard.has_input() && started.elapsed() < idle_spin {
-                std::hint::spin_loop();
+            let mut handed_over = false;
+            while !shard.has_input() {
+                let idle = started.elapsed();
+                if idle >= idle_spin {
+                    break;
+                }
+                if idle < spin_first {
+                    std::hint::spin_loop();
+                } else {
+                    let yielded = Instant::now();
+                    std::thread::yield_now();
+                    handed_over |= yielded.elapsed() >= YIELD_HANDED_OVER;
+                }
             }
+            spin_first = if handed_over {
+                Duration::ZERO
+            } else {
+                (spin_first * 2 + Duration::from_micros(1)).min(spin_cap)
+            };
             if shard.has_input() {
                 continue;
             }
