@@ -9,8 +9,9 @@
 //! - RESERVE on one connection, one at a time: PING plus the engine (ample stock);
 //! - pipelined throughput on one connection (PING, RESERVE), 64 requests in flight;
 //!
-//! each for the io_uring and the epoll backend. One shard, pinned to core 0; the client
-//! thread runs on core 1. Latencies go to an HdrHistogram (3 significant digits).
+//! each for the io_uring and the epoll backend, and io_uring with a 50 µs spin before the
+//! shard sleeps (`--idle-spin-us`). One shard, pinned to core 0; the client thread runs on
+//! core 1. Latencies go to an HdrHistogram (3 significant digits).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -44,7 +45,7 @@ fn engine_config(reserves: u64) -> Config {
     }
 }
 
-fn start_server(backend: BackendChoice, reserves: u64) -> Server {
+fn start_server(backend: BackendChoice, reserves: u64, idle_spin_us: u64) -> Server {
     Server::start(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
@@ -55,7 +56,7 @@ fn start_server(backend: BackendChoice, reserves: u64) -> Server {
             port_count: 0,
             ring_capacity: 4096,
             pin: true,
-            idle_spin_us: 0,
+            idle_spin_us,
         },
         limits: ConnLimits::default(),
         backend,
@@ -220,18 +221,25 @@ fn main() {
     };
     row("bare echo (64 B)", &floor);
     let mut throughput = Vec::new();
-    for backend in [BackendChoice::IoUring, BackendChoice::Epoll] {
-        let server = start_server(backend, count + pipelined_count);
-        let name = match server.backend() {
+    for (backend, idle_spin_us) in
+        [(BackendChoice::IoUring, 0), (BackendChoice::Epoll, 0), (BackendChoice::IoUring, 50)]
+    {
+        let server = start_server(backend, count + pipelined_count, idle_spin_us);
+        let backend_name = match server.backend() {
             Backend::IoUring => "io_uring",
             Backend::Epoll => "epoll",
+        };
+        let name = if idle_spin_us > 0 {
+            format!("{backend_name}, idle spin {idle_spin_us} µs,")
+        } else {
+            backend_name.to_string()
         };
         let address = server.local_addr();
         row(&format!("{name} PING"), &round_trips(address, "ping", count));
         row(&format!("{name} RESERVE"), &round_trips(address, "reserve", count));
         let ping_rate = pipelined(address, "ping", pipelined_count, 64);
         let reserve_rate = pipelined(address, "reserve", pipelined_count, 64);
-        throughput.push((name, ping_rate, reserve_rate));
+        throughput.push((name.clone(), ping_rate, reserve_rate));
         let report = server.shutdown().expect("clean shutdown");
         for engine in &report.engines {
             engine.check_invariants().expect("invariants hold after the run");

@@ -340,6 +340,9 @@ impl Shard<'_> {
             // kernel's "completions are waiting" flag (IORING_SQ_TASKRUN, a memory read), so
             // a request arriving within the spin is served without a wake-up.
             if !idle_spin.is_zero() && self.spin(idle_spin) {
+                // Deferred completions run only inside io_uring_enter: enter now, or the next
+                // pass would reap nothing and spin again on the same flag.
+                self.submit_pending()?;
                 continue;
             }
             // With DEFER_TASKRUN completions are posted only inside our own io_uring_enter,
