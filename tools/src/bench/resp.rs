@@ -211,7 +211,10 @@ impl Client {
                 return Ok(value);
             }
             let mut chunk = [0u8; 4096];
-            let read = self.stream.read(&mut chunk).context("reading from Redis")?;
+            let read = match self.stream.read(&mut chunk) {
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.context("reading from Redis")?,
+            };
             if read == 0 {
                 bail!("Redis closed the connection");
             }
