@@ -102,12 +102,29 @@ fn start_echo() -> SocketAddr {
     address
 }
 
+/// The core list, read once before any thread is pinned: a pinned thread (and every thread
+/// it spawns) sees only its own core in the list. `Server::start` reads the list too, so the
+/// main thread, which starts the servers, is never pinned.
+static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+
 fn pin(core: usize) {
-    if let Some(cores) = core_affinity::get_core_ids() {
-        if let Some(id) = cores.get(core % cores.len()) {
-            core_affinity::set_for_current(*id);
-        }
+    let cores = CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
+    if let Some(id) = cores.get(core % cores.len().max(1)) {
+        core_affinity::set_for_current(*id);
     }
+}
+
+/// Runs `work` on a thread pinned to core 1 (the client's core).
+fn on_client_core<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                pin(1);
+                work()
+            })
+            .join()
+            .expect("client thread")
+    })
 }
 
 fn request(kind: &str, index: u64) -> Request {
@@ -197,9 +214,9 @@ fn micros(histogram: &Histogram<u64>, quantile: f64) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|argument| argument == "--quick");
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default());
     let count: u64 = if quick { 2_000 } else { 50_000 };
     let pipelined_count: u64 = if quick { 20_000 } else { 1_000_000 };
-    pin(1);
     let echo = start_echo();
     std::thread::sleep(Duration::from_millis(50));
 
@@ -207,7 +224,7 @@ fn main() {
     println!();
     println!("| target | p50 µs | p99 µs | p99.9 µs | max µs | p50 / echo p50 |");
     println!("|---|---:|---:|---:|---:|---:|");
-    let floor = round_trips(echo, "ping", count);
+    let floor = on_client_core(|| round_trips(echo, "ping", count));
     let floor_p50 = micros(&floor, 0.5);
     let row = |name: &str, histogram: &Histogram<u64>| {
         println!(
@@ -235,17 +252,17 @@ fn main() {
             backend_name.to_string()
         };
         let address = server.local_addr();
-        row(&format!("{name} PING"), &round_trips(address, "ping", count));
-        row(&format!("{name} RESERVE"), &round_trips(address, "reserve", count));
-        let ping_rate = pipelined(address, "ping", pipelined_count, 64);
-        let reserve_rate = pipelined(address, "reserve", pipelined_count, 64);
+        row(&format!("{name} PING"), &on_client_core(|| round_trips(address, "ping", count)));
+        row(&format!("{name} RESERVE"), &on_client_core(|| round_trips(address, "reserve", count)));
+        let ping_rate = on_client_core(|| pipelined(address, "ping", pipelined_count, 64));
+        let reserve_rate = on_client_core(|| pipelined(address, "reserve", pipelined_count, 64));
         throughput.push((name.clone(), ping_rate, reserve_rate));
         let report = server.shutdown().expect("clean shutdown");
         for engine in &report.engines {
             engine.check_invariants().expect("invariants hold after the run");
         }
     }
-    let echo_rate = pipelined(echo, "ping", pipelined_count, 64);
+    let echo_rate = on_client_core(|| pipelined(echo, "ping", pipelined_count, 64));
     println!();
     println!("pipelined, one connection, 64 in flight ({pipelined_count} requests)");
     println!();
