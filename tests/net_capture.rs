@@ -16,21 +16,9 @@ fn a_capture_holds_every_frame_of_every_connection_in_order() {
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("run.rushcap");
         let server = Server::start(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
             shard_ports: ShardPorts::Off,
-            runtime: rush_engine::runtime::RuntimeConfig {
-                shard_count: 2,
-                engine: rush_suite::server::engine_config(),
-                port_count: 0,
-                ring_capacity: 1024,
-                pin: false,
-                idle_spin_us: 0,
-            },
-            limits: ConnLimits::default(),
-            backend,
-            prewarm: Vec::new(),
             capture: Some(path.clone()),
+            ..rush_suite::server::config(backend, 2, ConnLimits::default())
         })
         .unwrap();
         let mut admin = Client::connect(server.admin_addr().unwrap()).unwrap();

@@ -201,21 +201,10 @@ fn rush_io_environment_variable_forces_the_epoll_backend() {
 #[test]
 fn a_sale_is_prewarmed_before_the_first_connection_and_a_bad_one_stops_the_start() {
     let config = |prewarm: Vec<Request>| ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: None,
         shard_ports: ShardPorts::Off,
-        runtime: rush_engine::runtime::RuntimeConfig {
-            shard_count: 2,
-            engine: rush_suite::server::engine_config(),
-            port_count: 0,
-            ring_capacity: 1024,
-            pin: false,
-            idle_spin_us: 0,
-        },
-        limits: ConnLimits::default(),
-        backend: BackendChoice::Auto,
         prewarm,
-        capture: None,
+        ..rush_suite::server::config(BackendChoice::Auto, 2, ConnLimits::default())
     };
     let server = Server::start(config(vec![
         sku(1, 3, 100, 1),
@@ -243,18 +232,7 @@ fn a_second_server_on_a_taken_port_fails_instead_of_sharing_it() {
         listen: taken,
         admin_listen: None,
         shard_ports: ShardPorts::Off,
-        runtime: rush_engine::runtime::RuntimeConfig {
-            shard_count: 2,
-            engine: rush_suite::server::engine_config(),
-            port_count: 0,
-            ring_capacity: 1024,
-            pin: false,
-            idle_spin_us: 0,
-        },
-        limits: ConnLimits::default(),
-        backend: BackendChoice::Epoll,
-        prewarm: Vec::new(),
-        capture: None,
+        ..rush_suite::server::config(BackendChoice::Epoll, 2, ConnLimits::default())
     });
     let error = second.expect_err("the port is taken").to_string();
     assert!(error.contains(&taken.to_string()), "{error}");
@@ -264,22 +242,12 @@ fn a_second_server_on_a_taken_port_fails_instead_of_sharing_it() {
 #[test]
 fn a_server_that_spins_before_sleeping_serves_the_same() {
     for backend in BACKENDS {
-        let server = Server::start(ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_listen: None,
-            shard_ports: ShardPorts::Off,
-            runtime: rush_engine::runtime::RuntimeConfig {
-                shard_count: 2,
-                engine: rush_suite::server::engine_config(),
-                port_count: 0,
-                ring_capacity: 1024,
-                pin: false,
-                idle_spin_us: 200,
-            },
-            limits: ConnLimits::default(),
-            backend,
-            prewarm: vec![sku(3, 10, 0, 0)],
-            capture: None,
+        let server = Server::start({
+            let mut config = rush_suite::server::config(backend, 2, ConnLimits::default());
+            config.shard_ports = ShardPorts::Off;
+            config.prewarm = vec![sku(3, 10, 0, 0)];
+            config.runtime.idle_spin_us = 200;
+            config
         })
         .unwrap();
         let mut client = Client::connect(server.local_addr()).unwrap();

@@ -79,6 +79,20 @@ pub struct Record {
 }
 
 const _: () = assert!(std::mem::size_of::<FileHeader>() == HEADER_SIZE);
+
+impl FileHeader {
+    /// The header of a capture that started at `started_unix_ns`, nothing dropped (yet).
+    pub fn new(started_unix_ns: u64) -> FileHeader {
+        FileHeader {
+            magic: MAGIC,
+            version: U32Le::new(VERSION),
+            record_size: U32Le::new(RECORD_SIZE as u32),
+            started_unix_ns: U64Le::new(started_unix_ns),
+            dropped: U64Le::new(0),
+            reserved: [0; 32],
+        }
+    }
+}
 const _: () = assert!(std::mem::size_of::<Record>() == RECORD_SIZE);
 
 impl Record {
@@ -155,14 +169,7 @@ impl CaptureWriter {
         let started_unix_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_nanos() as u64);
-        let header = FileHeader {
-            magic: MAGIC,
-            version: U32Le::new(VERSION),
-            record_size: U32Le::new(RECORD_SIZE as u32),
-            started_unix_ns: U64Le::new(started_unix_ns),
-            dropped: U64Le::new(0),
-            reserved: [0; 32],
-        };
+        let header = FileHeader::new(started_unix_ns);
         file.write_all(bytemuck::bytes_of(&header))?;
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(QUEUE_RECORDS_MAX),
@@ -323,14 +330,7 @@ pub fn parse_capture(bytes: &[u8]) -> Result<Capture, CaptureError> {
 /// Writes a complete capture (for converters: pcap → capture).
 pub fn write_capture(path: &Path, started_unix_ns: u64, records: &[Record]) -> io::Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
-    let header = FileHeader {
-        magic: MAGIC,
-        version: U32Le::new(VERSION),
-        record_size: U32Le::new(RECORD_SIZE as u32),
-        started_unix_ns: U64Le::new(started_unix_ns),
-        dropped: U64Le::new(0),
-        reserved: [0; 32],
-    };
+    let header = FileHeader::new(started_unix_ns);
     out.write_all(bytemuck::bytes_of(&header))?;
     for record in records {
         out.write_all(bytemuck::bytes_of(record))?;

@@ -31,10 +31,11 @@ pub mod server {
         }
     }
 
-    /// A server on 127.0.0.1 (public port, admin port, per-shard ports all chosen free),
-    /// unpinned (tests run side by side), with `shard_count` shards.
-    pub fn start(backend: BackendChoice, shard_count: u32, limits: ConnLimits) -> Server {
-        Server::start(ServerConfig {
+    /// The configuration of a test server on 127.0.0.1 (public port, admin port, per-shard
+    /// ports all chosen free), unpinned (tests run side by side), with `shard_count` shards;
+    /// tests change the fields they care about.
+    pub fn config(backend: BackendChoice, shard_count: u32, limits: ConnLimits) -> ServerConfig {
+        ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_listen: Some("127.0.0.1:0".parse().unwrap()),
             shard_ports: ShardPorts::Auto,
@@ -50,7 +51,12 @@ pub mod server {
             backend,
             prewarm: Vec::new(),
             capture: None,
-        })
-        .unwrap_or_else(|error| panic!("server on {backend:?}: {error}"))
+        }
+    }
+
+    /// A server started from [`config`].
+    pub fn start(backend: BackendChoice, shard_count: u32, limits: ConnLimits) -> Server {
+        Server::start(config(backend, shard_count, limits))
+            .unwrap_or_else(|error| panic!("server on {backend:?}: {error}"))
     }
 }
