@@ -15,21 +15,20 @@
 //! another closed starts when that one has finished).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rush_engine::{Request, Reserve, ResultCode, Target, RESERVE_FLAG_PAY};
 use rush_net::client::Pipeline;
 use serde_json::Value;
 
-const RUSH: &str = env!("CARGO_BIN_EXE_rush");
-/// Start-up allocates and touches every engine table (a debug build, tests side by side).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+mod support;
+
+use support::{Served, RUSH};
 /// Between two phases of the workload: what keeps them apart when replayed at 10×.
 const GAP: Duration = Duration::from_millis(300);
 
@@ -52,100 +51,48 @@ last = 350
 balance = 1000
 ";
 
-/// A `rush serve` process, killed if the test ends without stopping it.
-struct Served {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
+/// `rush serve` on loopback with its addresses.
+struct Server {
+    served: Served,
     public: SocketAddr,
     admin: SocketAddr,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Served {
+impl Server {
     /// Starts `rush serve` on loopback (ports chosen by the system, 2 shards) and waits for
     /// its `listening on` line.
-    fn start(sale: &Path, capture: Option<&Path>) -> Served {
-        let mut command = Command::new(RUSH);
-        command
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(["--shard-ports", "off", "--shards", "2", "--no-pin", "--sale"])
-            .arg(sale);
+    fn start(sale: &Path, capture: Option<&Path>) -> Server {
+        let mut args: Vec<&OsStr> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--shard-ports",
+            "off",
+            "--shards",
+            "2",
+            "--no-pin",
+            "--sale",
+        ]
+        .iter()
+        .map(OsStr::new)
+        .collect();
+        args.push(sale.as_os_str());
         if let Some(capture) = capture {
-            command.arg("--capture").arg(capture);
+            args.push(OsStr::new("--capture"));
+            args.push(capture.as_os_str());
         }
-        let mut child = command
-            .env_remove("RUSH_IO")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rush serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (mut log, deadline) = (Vec::new(), Instant::now() + START_TIMEOUT);
-        let (public, admin) = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    log.push(line.clone());
-                    // rush: listening on ADDR (public), ADDR (admin), no per-shard ports
-                    if let Some(rest) = line.strip_prefix("rush: listening on ") {
-                        let (public, rest) = rest.split_once(" (public), ").expect("public");
-                        let admin = rest.split(" (admin)").next().expect("admin");
-                        break (public.parse().expect("public"), admin.parse().expect("admin"));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("no listening line: {log:?}")
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = child.wait();
-                    panic!("rush serve ended before listening: {log:?}")
-                }
-            }
-        };
-        Served { child, lines, log, public, admin }
+        let mut served = Served::start(args);
+        let (public, admin) = served.listening();
+        Server { served, public, admin: admin.expect("an admin listener") }
     }
 
     /// SIGTERM, then waits for a clean exit; returns the whole log.
     fn stop(mut self) -> Vec<String> {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) takes plain integers; `pid` is our own child, still running (not
-        // yet waited for, so its pid cannot have been reused).
-        let status = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(status, 0, "kill: {}", std::io::Error::last_os_error());
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "rush serve did not exit: {:?}", self.log);
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.log.push(line);
-        }
-        assert!(status.success(), "rush serve exited with {status:?}: {:?}", self.log);
-        std::mem::take(&mut self.log)
+        self.served.signal(libc::SIGTERM);
+        let (status, log) = self.served.wait();
+        assert!(status.success(), "rush serve exited with {status:?}: {log:?}");
+        log
     }
 }
 
@@ -253,7 +200,7 @@ fn expected_counts() -> BTreeMap<String, u64> {
 
 /// Replays `capture` against a fresh server with `sale`; returns the `--json -` document.
 fn replay(capture: &Path, sale: &Path, flags: &[&str]) -> Value {
-    let served = Served::start(sale, None);
+    let served = Server::start(sale, None);
     let started = Instant::now();
     let output = Command::new(RUSH)
         .arg("replay")
@@ -290,7 +237,7 @@ fn a_replay_against_a_fresh_server_gets_the_same_outcomes() {
     std::fs::write(&sale, SALE).expect("write sale");
     let capture = scratch.0.join("run.rushcap");
 
-    let served = Served::start(&sale, Some(&capture));
+    let served = Server::start(&sale, Some(&capture));
     let seen = workload(served.public, served.admin);
     let log = served.stop().join("\n");
     assert!(log.contains(" 0 dropped"), "{log}");

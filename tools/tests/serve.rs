@@ -1,108 +1,15 @@
 //! `rush serve` as a process: start-up log, a reservation against the demo sale, and a clean
 //! exit on SIGTERM / SIGINT; a bad sale file fails fast and names the file.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use rush_engine::{ReplyBody, Request, Reserve, ResultCode, SkuView, RESERVE_FLAG_PAY};
 use rush_net::client::Client;
 
-const RUSH: &str = env!("CARGO_BIN_EXE_rush");
+mod support;
 
-/// Start-up allocates and touches every engine table (a debug build, tests side by side).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// SHUTDOWN_GRACE is 2 s; an idle server stops at once.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A `rush serve` process, killed if the test ends without stopping it.
-struct Served {
-    child: Child,
-    lines: Receiver<String>,
-    log: Vec<String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Served {
-        let mut child = Command::new(RUSH)
-            .arg("serve")
-            .args(args)
-            .env_remove("RUSH_IO")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rush serve");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Served { child, lines, log: Vec::new() }
-    }
-
-    /// Waits for the `listening on` line and returns the public address it names.
-    fn public_addr(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if let Some(rest) = line.strip_prefix("rush: listening on ") {
-                        let address = rest.split(" (public)").next().expect("public address");
-                        return address.parse().unwrap_or_else(|_| panic!("address in {line:?}"));
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!("no listening line: {:?}", self.log),
-                Err(RecvTimeoutError::Disconnected) => {
-                    panic!("rush serve ended before listening: {:?}", self.log)
-                }
-            }
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) takes plain integers; `pid` is our own child, still running (not
-        // yet waited for, so its pid cannot have been reused).
-        let status = unsafe { libc::kill(pid, signal) };
-        assert_eq!(status, 0, "kill: {}", std::io::Error::last_os_error());
-    }
-
-    /// Waits for the process to exit, then returns its status and the rest of its log.
-    fn wait(&mut self) -> (ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "rush serve did not exit: {:?}", self.log);
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.log.push(line);
-        }
-        (status, self.log.clone())
-    }
-}
+use support::{Served, RUSH};
 
 fn reserve(account: u64, sku: u64, quantity: u32, key: u64) -> Request {
     Request::Reserve(Reserve {
@@ -124,7 +31,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 #[test]
 fn serves_the_demo_sale_and_exits_0_on_sigterm() {
-    let mut served = Served::start(&[
+    let mut served = Served::start([
         "--listen",
         "127.0.0.1:0",
         "--shards",
@@ -135,7 +42,7 @@ fn serves_the_demo_sale_and_exits_0_on_sigterm() {
         "--admin-listen",
         "127.0.0.1:0",
     ]);
-    let address = served.public_addr();
+    let address = served.listening().0;
     let log = served.log.join("\n");
     assert!(log.contains("rush: backend "), "{log}");
     assert!(log.contains("rush: 2 shards; shard 0 not pinned, shard 1 not pinned"), "{log}");
@@ -197,8 +104,8 @@ fn a_json_sale_and_a_config_file_on_epoll_exit_0_on_sigint() {
          request_key_max = 512\nlimit_entry_max = 64\n",
     )
     .expect("write config");
-    let mut served = Served::start(&["--config", config.to_str().expect("utf-8 path")]);
-    let address = served.public_addr();
+    let mut served = Served::start(["--config", config.to_str().expect("utf-8 path")]);
+    let address = served.listening().0;
     let log = served.log.join("\n");
     assert!(log.contains("rush: backend epoll ("), "{log}");
     assert!(log.contains("rush: 1 shard; shard 0 not pinned"), "{log}");

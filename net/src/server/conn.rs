@@ -301,19 +301,24 @@ impl<H> Connections<H> {
     /// far as the limits allow (the rest stays ready for the next pass).
     pub fn process(&mut self, core: &mut ShardCore, now_ms: u64) -> usize {
         let mut work = 0;
-        let ready = std::mem::take(&mut self.ready);
-        let mut again = Vec::new();
-        for slot in ready {
-            self.queued[slot as usize] = false;
+        // The list is compacted in place (blocked slots stay, in order) and given back, so it
+        // keeps its capacity: no allocation per pass. `process_one` never marks a slot ready.
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut kept = 0;
+        for index in 0..ready.len() {
+            let slot = ready[index];
             let (progress, blocked) = self.process_one(core, now_ms, slot);
             work += progress;
             if blocked {
-                again.push(slot);
+                ready[kept] = slot;
+                kept += 1;
+            } else {
+                self.queued[slot as usize] = false;
             }
         }
-        for slot in again {
-            self.mark_ready(slot);
-        }
+        ready.truncate(kept);
+        debug_assert!(self.ready.is_empty());
+        self.ready = ready;
         work
     }
 
@@ -321,7 +326,7 @@ impl<H> Connections<H> {
     fn process_one(&mut self, core: &mut ShardCore, now_ms: u64, slot: u32) -> (usize, bool) {
         let limits = self.limits;
         let topology = self.topology;
-        let capture = self.capture.clone();
+        let capture = self.capture.as_ref();
         let Some(conn) = self.slots[slot as usize].as_mut() else {
             return (0, false);
         };

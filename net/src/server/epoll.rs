@@ -237,11 +237,13 @@ impl Shard<'_> {
     /// buffer is full (then it stays on the list: backpressure).
     fn read_ready(&mut self) -> usize {
         let mut work = 0;
+        // Taken and given back (cleared) so the list keeps its capacity: nothing below adds to
+        // `unread` (only `handle_events`, `accept` and `flush` do).
         let mut slots = std::mem::take(&mut self.unread);
         slots.sort_unstable();
         slots.dedup();
         let limit = self.connections.limits().inbound_bytes_max;
-        for slot in slots {
+        for &slot in &slots {
             let Some(conn) = self.connections.get_slot(slot) else { continue };
             if !conn.handle.readable || conn.closing.is_some() || conn.read_closed {
                 continue;
@@ -283,6 +285,9 @@ impl Shard<'_> {
             }
             self.dirty.push(slot);
         }
+        debug_assert!(self.unread.is_empty());
+        slots.clear();
+        self.unread = slots;
         work
     }
 

@@ -25,6 +25,7 @@ use rush_engine::quota::route;
 use rush_engine::{Reply, Request, ResultCode};
 use rush_net::protocol::{decode_response, encode_request};
 
+use super::report::{self, CodeCounts};
 use super::resp;
 use super::timer::Timer;
 use super::workload::{Book, ExactlyOnce, Generator, Layout, Mix, Op, Params, SkuTally};
@@ -185,8 +186,8 @@ pub struct WorkerResult {
     /// One histogram per second of the measured phase, by completion time.
     pub intervals: Vec<Histogram<u64>>,
     /// Replies of the measured phase by result code; DUPLICATE replies also by original.
-    pub codes: [u64; 21],
-    pub duplicate_of: [u64; 21],
+    pub codes: CodeCounts,
+    pub duplicate_of: CodeCounts,
     pub sent: u64,
     pub sent_warmup: u64,
     pub completed: u64,
@@ -208,8 +209,8 @@ impl WorkerResult {
             warmup: new_histogram(),
             by_op: (0..OPS.len()).map(|_| new_histogram()).collect(),
             intervals: Vec::new(),
-            codes: [0; 21],
-            duplicate_of: [0; 21],
+            codes: [0; ResultCode::ALL.len()],
+            duplicate_of: [0; ResultCode::ALL.len()],
             sent: 0,
             sent_warmup: 0,
             completed: 0,
@@ -234,14 +235,7 @@ impl WorkerResult {
         self.latency.saturating_record(latency);
         self.by_op[op_index(&slot.op.request)].saturating_record(latency);
         let second = now.saturating_duration_since(shared.main_start).as_secs() as usize;
-        while self.intervals.len() <= second {
-            // Auto-resizing: an interval histogram only grows as far as its largest value.
-            let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("valid precision");
-            histogram.auto(true);
-            self.intervals.push(histogram);
-        }
-        // `record`, not `saturating_record`: only `record` grows an auto-resizing histogram.
-        let _ = self.intervals[second].record(latency.min(HISTOGRAM_MAX_NS));
+        report::record_interval(&mut self.intervals, second, latency);
         self.codes[reply.result as usize] += 1;
         if reply.result == ResultCode::Duplicate {
             self.duplicate_of[reply.original as usize] += 1;

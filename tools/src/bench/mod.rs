@@ -562,8 +562,8 @@ struct Merged {
     latency: Histogram<u64>,
     by_op: Vec<Histogram<u64>>,
     intervals: Vec<Histogram<u64>>,
-    codes: [u64; 21],
-    duplicate_of: [u64; 21],
+    codes: report::CodeCounts,
+    duplicate_of: report::CodeCounts,
     sent: u64,
     sent_warmup: u64,
     completed: u64,
@@ -582,8 +582,8 @@ impl Merged {
             latency: driver::new_histogram(),
             by_op: (0..driver::OPS.len()).map(|_| driver::new_histogram()).collect(),
             intervals: Vec::new(),
-            codes: [0; 21],
-            duplicate_of: [0; 21],
+            codes: [0; rush_engine::ResultCode::ALL.len()],
+            duplicate_of: [0; rush_engine::ResultCode::ALL.len()],
             sent: 0,
             sent_warmup: 0,
             completed: 0,
@@ -601,18 +601,9 @@ impl Merged {
             for (total, part) in merged.by_op.iter_mut().zip(&result.by_op) {
                 let _ = total.add(part);
             }
-            for (second, part) in result.intervals.iter().enumerate() {
-                while merged.intervals.len() <= second {
-                    let mut histogram = Histogram::new(driver::SIGNIFICANT_DIGITS).expect("valid");
-                    histogram.auto(true);
-                    merged.intervals.push(histogram);
-                }
-                let _ = merged.intervals[second].add(part);
-            }
-            for code in 0..21 {
-                merged.codes[code] += result.codes[code];
-                merged.duplicate_of[code] += result.duplicate_of[code];
-            }
+            report::add_intervals(&mut merged.intervals, &result.intervals);
+            report::add_counts(&mut merged.codes, &result.codes);
+            report::add_counts(&mut merged.duplicate_of, &result.duplicate_of);
             merged.sent += result.sent;
             merged.sent_warmup += result.sent_warmup;
             merged.completed += result.completed;

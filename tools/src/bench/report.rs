@@ -17,6 +17,43 @@ use rush_engine::ResultCode;
 use serde_json::{json, Map, Value};
 
 use super::check::Check;
+use super::driver::{HISTOGRAM_MAX_NS, SIGNIFICANT_DIGITS};
+
+/// Replies counted by result code (indexed by the code's value).
+pub type CodeCounts = [u64; ResultCode::ALL.len()];
+
+/// Records `latency` (ns) in the histogram of second `second` of a run, adding auto-resizing
+/// histograms up to it as needed (an interval histogram only grows as far as its largest
+/// value).
+pub fn record_interval(intervals: &mut Vec<Histogram<u64>>, second: usize, latency: u64) {
+    while intervals.len() <= second {
+        let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("valid precision");
+        histogram.auto(true);
+        intervals.push(histogram);
+    }
+    // `record`, not `saturating_record`: only `record` grows an auto-resizing histogram.
+    let _ = intervals[second].record(latency.min(HISTOGRAM_MAX_NS));
+}
+
+/// Adds one worker's per-second histograms into the totals, second by second.
+pub fn add_intervals(totals: &mut Vec<Histogram<u64>>, parts: &[Histogram<u64>]) {
+    for (second, part) in parts.iter().enumerate() {
+        while totals.len() <= second {
+            let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("valid precision");
+            histogram.auto(true);
+            totals.push(histogram);
+        }
+        // Auto-resizing totals: adding cannot fail.
+        let _ = totals[second].add(part);
+    }
+}
+
+/// Adds one worker's counts by result code into the totals.
+pub fn add_counts(totals: &mut CodeCounts, part: &CodeCounts) {
+    for (total, count) in totals.iter_mut().zip(part) {
+        *total += count;
+    }
+}
 
 /// Nanoseconds per reported unit (µs).
 pub const SCALE: f64 = 1000.0;
@@ -129,7 +166,7 @@ pub fn write_hlog_as(
 
 /// The non-zero counts of `counts` (indexed by result code) by code name: the JSON
 /// `results` and `duplicate_of` objects.
-pub fn code_map(counts: &[u64; 21]) -> Map<String, Value> {
+pub fn code_map(counts: &CodeCounts) -> Map<String, Value> {
     ResultCode::ALL
         .iter()
         .zip(counts)
@@ -185,8 +222,8 @@ pub fn by_op_json(by_op: &[(&'static str, &Histogram<u64>)]) -> Value {
 /// breakdown of the original outcomes it repeated.
 pub fn write_results(
     out: &mut impl Write,
-    codes: &[u64; 21],
-    duplicate_of: &[u64; 21],
+    codes: &CodeCounts,
+    duplicate_of: &CodeCounts,
 ) -> io::Result<()> {
     writeln!(out, "Results:")?;
     for (code, &count) in ResultCode::ALL.iter().zip(codes) {
@@ -252,8 +289,8 @@ pub struct Report<'a> {
     pub latency: &'a Histogram<u64>,
     pub by_op: &'a [(&'static str, &'a Histogram<u64>)],
     pub percentiles: &'a [f64],
-    pub codes: &'a [u64; 21],
-    pub duplicate_of: &'a [u64; 21],
+    pub codes: &'a CodeCounts,
+    pub duplicate_of: &'a CodeCounts,
     pub sent: u64,
     /// Open loop with a duration: the requests the plan called for in the measured phase.
     pub planned: Option<u64>,

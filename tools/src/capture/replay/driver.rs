@@ -28,7 +28,8 @@ use rush_engine::ResultCode;
 use rush_net::protocol::{decode_response, Opcode};
 
 use super::plan::{Connection, Expect, Frame, Pace, Plan};
-use crate::bench::driver::{new_histogram, Progress, HISTOGRAM_MAX_NS, SIGNIFICANT_DIGITS};
+use crate::bench::driver::{new_histogram, Progress};
+use crate::bench::report::{self, CodeCounts};
 use crate::bench::timer::Timer;
 
 const TIMER_TOKEN: Token = Token(usize::MAX - 1);
@@ -90,8 +91,8 @@ pub struct Outcome {
     pub by_op: Vec<Histogram<u64>>,
     /// One per second since the start, by completion time.
     pub intervals: Vec<Histogram<u64>>,
-    pub codes: [u64; 21],
-    pub duplicate_of: [u64; 21],
+    pub codes: CodeCounts,
+    pub duplicate_of: CodeCounts,
     /// Replay connections opened.
     pub connections: u64,
     /// Frames handed to their connection.
@@ -118,8 +119,8 @@ impl Outcome {
             latency: new_histogram(),
             by_op: Opcode::ALL.iter().map(|_| new_histogram()).collect(),
             intervals: Vec::new(),
-            codes: [0; 21],
-            duplicate_of: [0; 21],
+            codes: [0; ResultCode::ALL.len()],
+            duplicate_of: [0; ResultCode::ALL.len()],
             connections: 0,
             sent: 0,
             completed: 0,
@@ -142,13 +143,7 @@ impl Outcome {
             self.by_op[index].saturating_record(latency);
         }
         let second = now.saturating_duration_since(start).as_secs() as usize;
-        while self.intervals.len() <= second {
-            let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("valid precision");
-            histogram.auto(true);
-            self.intervals.push(histogram);
-        }
-        // `record`, not `saturating_record`: only `record` grows an auto-resizing histogram.
-        let _ = self.intervals[second].record(latency.min(HISTOGRAM_MAX_NS));
+        report::record_interval(&mut self.intervals, second, latency);
         let (result, original) = reply;
         if let Some(count) = self.codes.get_mut(usize::from(result)) {
             *count += 1;

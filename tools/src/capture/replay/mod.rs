@@ -74,7 +74,7 @@ use serde_json::{json, Map, Value};
 
 use super::dry_run::Summary;
 use super::ReplayArgs;
-use crate::bench::driver::{new_histogram, Progress, SIGNIFICANT_DIGITS};
+use crate::bench::driver::{new_histogram, Progress};
 use crate::bench::{plot, report};
 use driver::{Outcome, Shared};
 use plan::{Pace, Plan};
@@ -341,8 +341,8 @@ struct Merged {
     latency: Histogram<u64>,
     by_op: Vec<Histogram<u64>>,
     intervals: Vec<Histogram<u64>>,
-    codes: [u64; 21],
-    duplicate_of: [u64; 21],
+    codes: report::CodeCounts,
+    duplicate_of: report::CodeCounts,
     connections: u64,
     sent: u64,
     completed: u64,
@@ -362,8 +362,8 @@ impl Merged {
             latency: new_histogram(),
             by_op: Opcode::ALL.iter().map(|_| new_histogram()).collect(),
             intervals: Vec::new(),
-            codes: [0; 21],
-            duplicate_of: [0; 21],
+            codes: [0; rush_engine::ResultCode::ALL.len()],
+            duplicate_of: [0; rush_engine::ResultCode::ALL.len()],
             connections: 0,
             sent: 0,
             completed: 0,
@@ -381,18 +381,9 @@ impl Merged {
             for (total, part) in merged.by_op.iter_mut().zip(&outcome.by_op) {
                 let _ = total.add(part);
             }
-            for (second, part) in outcome.intervals.iter().enumerate() {
-                while merged.intervals.len() <= second {
-                    let mut histogram = Histogram::new(SIGNIFICANT_DIGITS).expect("valid");
-                    histogram.auto(true);
-                    merged.intervals.push(histogram);
-                }
-                let _ = merged.intervals[second].add(part);
-            }
-            for code in 0..21 {
-                merged.codes[code] += outcome.codes[code];
-                merged.duplicate_of[code] += outcome.duplicate_of[code];
-            }
+            report::add_intervals(&mut merged.intervals, &outcome.intervals);
+            report::add_counts(&mut merged.codes, &outcome.codes);
+            report::add_counts(&mut merged.duplicate_of, &outcome.duplicate_of);
             merged.connections += outcome.connections;
             merged.sent += outcome.sent;
             merged.completed += outcome.completed;

@@ -1,0 +1,110 @@
+//! `rush serve` as a child process, for the tools' integration tests: start it, wait for its
+//! `listening on` line, signal it, wait for its exit, keep its log.
+
+#![allow(dead_code)] // Each test file uses its own part of the harness.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+pub const RUSH: &str = env!("CARGO_BIN_EXE_rush");
+
+/// Start-up allocates and touches every engine table (a debug build, tests side by side).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// SHUTDOWN_GRACE is 2 s; an idle server stops at once.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `rush serve` process, killed if the test ends without stopping it.
+pub struct Served {
+    child: Child,
+    lines: Receiver<String>,
+    pub log: Vec<String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Served {
+    /// Spawns `rush serve ARGS` (with RUSH_IO unset), its stderr read line by line.
+    pub fn start<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Served {
+        let mut child = Command::new(RUSH)
+            .arg("serve")
+            .args(args)
+            .env_remove("RUSH_IO")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rush serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Served { child, lines, log: Vec::new() }
+    }
+
+    /// Waits for `rush: listening on ADDR (public)[, ADDR (admin)]...` and returns the public
+    /// and (when there is one) the admin address.
+    pub fn listening(&mut self) -> (SocketAddr, Option<SocketAddr>) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    let Some(rest) = line.strip_prefix("rush: listening on ") else { continue };
+                    let (public, rest) = rest.split_once(" (public)").expect("public address");
+                    let public = public.parse().unwrap_or_else(|_| panic!("address in {line:?}"));
+                    let admin = rest
+                        .split_once(" (admin)")
+                        .map(|(before, _)| before.trim_start_matches(", "))
+                        .map(|admin| admin.parse().unwrap_or_else(|_| panic!("admin in {line:?}")));
+                    return (public, admin);
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no listening line: {:?}", self.log),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("rush serve ended before listening: {:?}", self.log)
+                }
+            }
+        }
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) takes plain integers; `pid` is our own child, still running (not
+        // yet waited for, so its pid cannot have been reused).
+        let status = unsafe { libc::kill(pid, signal) };
+        assert_eq!(status, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits for the process to exit, then returns its status and its whole log.
+    pub fn wait(&mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "rush serve did not exit: {:?}", self.log);
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.log.push(line);
+        }
+        (status, self.log.clone())
+    }
+}
