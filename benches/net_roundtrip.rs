@@ -18,10 +18,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rush_engine::runtime::RuntimeConfig;
 use rush_engine::*;
 use rush_net::protocol::encode_request;
 use rush_net::server::{Backend, BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
+use rush_runtime::RuntimeConfig;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -57,6 +57,7 @@ fn start_server(backend: BackendChoice, reserves: u64, idle_spin_us: u64) -> Ser
             ring_capacity: 4096,
             pin: true,
             idle_spin_us,
+            idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend,

@@ -54,8 +54,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rush_engine::quota::{coordinator_shard, route};
-use rush_engine::runtime::{Completion, Port, Runtime, RuntimeConfig, Submission};
 use rush_engine::*;
+use rush_runtime::{Completion, Port, Runtime, RuntimeConfig, Submission};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -285,11 +285,8 @@ fn set_affinity(cores: &[usize]) -> bool {
 fn cores() -> &'static [usize] {
     static CORES: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
     CORES.get_or_init(|| {
-        let mut cores: Vec<usize> = rush_engine::runtime::pin_plan(64, true)
-            .into_iter()
-            .flatten()
-            .map(|core| core.id)
-            .collect();
+        let mut cores: Vec<usize> =
+            rush_runtime::pin_plan(64, true).into_iter().flatten().map(|core| core.id).collect();
         cores.sort_unstable();
         cores.dedup();
         cores
@@ -420,6 +417,7 @@ impl Rig {
             ring_capacity: RING_CAPACITY,
             pin: true,
             idle_spin_us,
+            idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
         })
         .expect("runtime");
         let mut port = ports.pop().expect("one port");

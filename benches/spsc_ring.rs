@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
-use rush_engine::runtime::ring::channel;
+use rush_runtime::ring::channel;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

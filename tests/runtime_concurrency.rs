@@ -6,8 +6,8 @@
 //! CI also runs this file in release mode.
 
 use rush_engine::quota::{coordinator_shard, Placement};
-use rush_engine::runtime::{Completion, Runtime, RuntimeConfig, Submission};
 use rush_engine::*;
+use rush_runtime::{Completion, Runtime, RuntimeConfig, Submission};
 
 const HOT_SKU: SkuId = 1;
 const HOT_UNITS: u64 = 1_000;
@@ -34,7 +34,7 @@ fn engine_config() -> Config {
 /// Sends everything, keeping at most `window` requests in flight, and collects every
 /// completion (a full ring is retried after polling: backpressure).
 fn run_all(
-    port: &mut rush_engine::runtime::Port,
+    port: &mut rush_runtime::Port,
     requests: &[Request],
     misroute_every: usize,
 ) -> Vec<Reply> {
@@ -81,6 +81,7 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
         ring_capacity: 1024,
         pin: true,
         idle_spin_us: 0,
+        idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
     })
     .expect("valid runtime configuration");
 

@@ -421,6 +421,13 @@ impl Engine {
         self.advance(now_ms);
     }
 
+    /// A lower bound on the clock reading at which the next timer (hold expiry, wait
+    /// deadline) falls due, if any timer is armed: an idle runtime sleeps until then. Never
+    /// later than the real next deadline; possibly earlier (a spurious early wake-up).
+    pub fn next_timer_ms(&self) -> Option<u64> {
+        self.wheel.next_deadline_lower_bound()
+    }
+
     /// Applies one request at `now_ms`.
     pub fn execute(&mut self, now_ms: u64, request: &Request) -> Reply {
         self.advance(now_ms);

@@ -156,6 +156,34 @@ impl TimerWheel {
         None
     }
 
+    /// A lower bound on the earliest deadline in the wheel, without changing it: the start of
+    /// the earliest slot whose occupancy bit is set (`elapsed_ms` when fired timers wait in
+    /// the due list). A bit left set by cancels makes the bound earlier than needed, which
+    /// only wakes an idle shard early; the next `pop_due` clears it.
+    pub(crate) fn next_deadline_lower_bound(&self) -> Option<u64> {
+        if self.first(self.due_sentinel()).is_some() {
+            return Some(self.elapsed_ms);
+        }
+        for level in 0..LEVELS {
+            if self.occupied[level] == 0 {
+                continue;
+            }
+            let now_slot = Self::slot_for(self.elapsed_ms, level);
+            let rotated = self.occupied[level].rotate_right(now_slot as u32);
+            let slot = (rotated.trailing_zeros() as usize + now_slot) % SLOTS;
+            let slot_range = 1_u64 << (level as u32 * LEVEL_BITS);
+            let level_range = slot_range << LEVEL_BITS;
+            let level_start = self.elapsed_ms & !(level_range - 1);
+            let mut deadline = level_start + slot as u64 * slot_range;
+            if deadline < self.elapsed_ms {
+                deadline += level_range;
+            }
+            // Lower levels hold the nearer timers (see `next_expiration`).
+            return Some(deadline.max(self.elapsed_ms));
+        }
+        None
+    }
+
     /// The next node whose deadline is `<= now_ms`, in deadline order (1 ms resolution;
     /// FIFO within a millisecond slot), or `None` once every due timer has been handed out;
     /// then the wheel's time is `now_ms`. A node handed out is unlinked.
@@ -274,6 +302,13 @@ mod tests {
                         assert!(!is_armed || deadlines[index] > now, "a due timer was missed");
                     }
                     assert_eq!(wheel.elapsed_ms(), now);
+                    let earliest =
+                        (0..NODES as usize).filter(|n| armed[*n]).map(|n| deadlines[n]).min();
+                    match (wheel.next_deadline_lower_bound(), earliest) {
+                        (Some(bound), Some(earliest)) => assert!(bound <= earliest),
+                        (None, Some(earliest)) => panic!("timer at {earliest} not reported"),
+                        _ => {}
+                    }
                 }
             }
         }

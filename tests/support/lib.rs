@@ -7,9 +7,9 @@
 pub mod server {
     //! Starting a real server on loopback for the network tests.
 
-    use rush_engine::runtime::RuntimeConfig;
     use rush_engine::Config;
     use rush_net::server::{BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
+    use rush_runtime::RuntimeConfig;
 
     /// Both backends, so every network test runs on each.
     pub const BACKENDS: [BackendChoice; 2] = [BackendChoice::IoUring, BackendChoice::Epoll];
@@ -46,6 +46,7 @@ pub mod server {
                 ring_capacity: 4096,
                 pin: false,
                 idle_spin_us: 0,
+                idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
             },
             limits,
             backend,

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use rush_engine::runtime::RuntimeConfig;
 use rush_engine::*;
 use rush_net::client::{Client, Pipeline};
 use rush_net::server::{BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
+use rush_runtime::RuntimeConfig;
 
 const SKU: u64 = 1;
 const UNITS: u64 = 1_000;
@@ -121,6 +121,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
             ring_capacity: 8192,
             pin: false,
             idle_spin_us: 0,
+            idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend,

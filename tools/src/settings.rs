@@ -23,11 +23,11 @@ use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context};
 use rush_engine::quota::Placement;
-use rush_engine::runtime::ring::RING_CAPACITY_MAX;
-use rush_engine::runtime::RuntimeConfig;
 use rush_engine::Config;
 use rush_net::protocol::MAX_FRAME_SIZE;
 use rush_net::server::{BackendChoice, ConnLimits, ShardPorts, BACKEND_ENV};
+use rush_runtime::ring::RING_CAPACITY_MAX;
+use rush_runtime::RuntimeConfig;
 use serde::Deserialize;
 
 /// The public address when neither flag nor file gives one.
@@ -438,6 +438,7 @@ impl Settings {
             ring_capacity: file.map_or(RING_CAPACITY_DEFAULT, |file| file.ring_capacity),
             pin,
             idle_spin_us: args.idle_spin_us.unwrap_or(0),
+            idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
         };
         runtime.validate().map_err(|error| anyhow!("{}: {}", error.field, error.reason))?;
         Ok(Settings {

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rush_engine::runtime::RuntimeConfig;
 use rush_engine::Config;
 use rush_net::server::{BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
+use rush_runtime::RuntimeConfig;
 use serde_json::Value;
 
 /// A server on loopback like the suite's `server::start`: every port chosen free, per-shard
@@ -35,6 +35,7 @@ fn start_server() -> Server {
             ring_capacity: 4096,
             pin: false,
             idle_spin_us: 0,
+            idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend: BackendChoice::Auto,

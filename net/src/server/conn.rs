@@ -15,8 +15,8 @@
 //!   reading it. Answers to requests already in flight still append (at most `pipeline_max`
 //!   more responses).
 
-use rush_engine::runtime::ShardCore;
 use rush_engine::{Reply, ResultCode};
+use rush_runtime::ShardCore;
 
 use crate::capture::{CaptureSink, Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
 use crate::protocol::{

@@ -1,21 +1,27 @@
 //! The epoll backend (mio), for machines where io_uring is unavailable: the same shards and
 //! the same connection logic (`conn.rs`), with readiness instead of completions.
 //!
-//! Each pass polls without blocking, reads every readable socket until it would block (or
-//! until the connection's inbound buffer is full: backpressure), hands the frames to the
-//! shard, and writes each connection's coalesced responses until the socket would block. A
-//! shard with nothing to do sleeps in `epoll_wait`, woken by a peer through a `mio::Waker`
-//! (an eventfd) only when it sleeps.
+//! The driver of the one shard loop (`rush_runtime::run_shard`) on epoll. Each pass polls
+//! without blocking (unless the idle spin or the park already collected events), reads every
+//! readable socket until it would block (or until the connection's inbound buffer is full:
+//! backpressure), hands the frames to the shard, and writes each connection's coalesced
+//! responses until the socket would block. An idle shard sleeps in `epoll_wait`, woken by a
+//! peer through a `mio::Waker` (an eventfd) only when it sleeps. Durable writes go to a
+//! helper thread ([`SyncWriter`]): epoll has no asynchronous file I/O, and a shard blocked in
+//! `fdatasync` would stop serving its sockets meanwhile.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use rush_engine::runtime::{unix_ms, Notify, ShardCore};
+use rush_runtime::{
+    run_shard, Driver, Notify, ShardCore, StopState, SyncWrite, SyncWriter, Synced,
+};
 
 use super::conn::{CloseReason, Connections};
-use super::{Ready, ShardIo, ShardReport, StopState, IDLE_WAIT};
+use super::{Ready, ShardIo, ShardReport};
 
 const WAKE: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 40;
@@ -37,10 +43,13 @@ pub(crate) struct EpollSocket {
     readable: bool,
 }
 
-struct Shard<'a> {
+/// The epoll driver of one shard.
+pub(crate) struct EpollDriver {
     poll: Poll,
     events: Events,
-    core: &'a mut ShardCore,
+    /// `events` holds readiness collected by the idle spin or the park, not yet handled.
+    events_fresh: bool,
+    waker: Arc<Waker>,
     connections: Connections<EpollSocket>,
     listeners: Vec<(TcpListener, bool)>,
     accepting: bool,
@@ -48,99 +57,131 @@ struct Shard<'a> {
     unread: Vec<u32>,
     dirty: Vec<u32>,
     scratch: Box<[u8]>,
+    shard: u32,
+    doorbell: Arc<rush_runtime::Doorbell>,
+    writer: Option<SyncWriter>,
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
+    let ShardIo { core, listeners, limits, topology, capture, options } = io;
     let shard_index = core.shard();
-    let poll = Poll::new()?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-    if !core.doorbell().set_notifier(Box::new(MioNotify(waker))) {
-        return Err(io::Error::other("the shard's doorbell already has a notifier"));
-    }
-    let mut registered = Vec::new();
-    for (index, listener) in listeners.into_iter().enumerate() {
-        listener.socket.set_nonblocking(true)?;
-        let mut socket = TcpListener::from_std(listener.socket);
-        poll.registry().register(&mut socket, Token(LISTENER_BASE + index), Interest::READABLE)?;
-        registered.push((socket, listener.admin));
-    }
-    let mut shard = Shard {
-        poll,
-        events: Events::with_capacity(1024),
-        core,
-        connections: Connections::new(limits, topology, capture),
-        listeners: registered,
-        accepting: true,
-        unread: Vec::new(),
-        dirty: Vec::new(),
-        scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-    };
+    let connections = Connections::new(limits, topology, capture);
+    let mut driver = EpollDriver::new(listeners, connections, core)?;
     let _ = ready.send((shard_index, Ok(())));
-    shard.run(stop, idle_spin)?;
-    Ok(ShardReport { counters: shard.connections.counters })
+    let loop_counters = run_shard(core, &mut driver, stop, options)?;
+    Ok(ShardReport { counters: driver.connections.counters, loop_counters })
 }
 
-impl Shard<'_> {
-    fn run(&mut self, stop: &StopState, idle_spin: std::time::Duration) -> io::Result<()> {
-        let doorbell = Arc::clone(self.core.doorbell());
-        let mut stopping_since: Option<std::time::Instant> = None;
-        let mut counted_out = false;
-        let mut slept = false;
-        loop {
-            let now_ms = unix_ms();
-            let mut work = self.core.poll_peers(now_ms);
-            if !slept {
-                self.poll_now(Some(std::time::Duration::ZERO))?;
-            }
-            slept = false;
-            work += self.handle_events();
-            work += self.read_ready();
-            work += self.connections.process(self.core, now_ms);
-            work += self.core.finish_pass(now_ms);
-            work += self.connections.complete(self.core);
-            self.flush();
-            if stop.requested() {
-                let since = *stopping_since.get_or_insert_with(|| {
-                    self.begin_shutdown();
-                    std::time::Instant::now()
-                });
-                if stop.may_leave(self.connections.is_empty(), &mut counted_out, since) {
-                    break;
-                }
-            }
-            if work > 0 || !self.unread.is_empty() {
-                continue;
-            }
-            if !idle_spin.is_zero() {
-                // Optional spin before sleeping: non-blocking polls and peer-ring checks.
-                let started = std::time::Instant::now();
-                let mut found = false;
-                while !found && started.elapsed() < idle_spin {
-                    self.poll_now(Some(std::time::Duration::ZERO))?;
-                    found = !self.events.is_empty() || self.core.has_peer_input();
-                }
-                if found {
-                    slept = true; // the events just polled are handled next pass
-                    continue;
-                }
-            }
-            let core = &*self.core;
-            let poll = &mut self.poll;
-            let events = &mut self.events;
-            let waited = doorbell
-                .sleep_with(|| core.has_peer_input(), || poll.poll(events, Some(IDLE_WAIT)));
-            match waited {
-                None => {}
-                Some(Ok(())) => slept = true,
-                Some(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
-                Some(Err(error)) => return Err(error),
-            }
+impl EpollDriver {
+    /// An epoll instance watching `listeners` and a waker, for `core`'s thread.
+    pub(crate) fn new(
+        listeners: Vec<super::Listener>,
+        connections: Connections<EpollSocket>,
+        core: &ShardCore,
+    ) -> io::Result<EpollDriver> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        let mut registered = Vec::new();
+        for (index, listener) in listeners.into_iter().enumerate() {
+            listener.socket.set_nonblocking(true)?;
+            let mut socket = TcpListener::from_std(listener.socket);
+            let token = Token(LISTENER_BASE + index);
+            poll.registry().register(&mut socket, token, Interest::READABLE)?;
+            registered.push((socket, listener.admin));
         }
-        Ok(())
+        Ok(EpollDriver {
+            poll,
+            events: Events::with_capacity(1024),
+            events_fresh: false,
+            waker,
+            connections,
+            listeners: registered,
+            accepting: true,
+            unread: Vec::new(),
+            dirty: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            shard: core.shard(),
+            doorbell: Arc::clone(core.doorbell()),
+            writer: None,
+        })
+    }
+}
+
+impl Driver for EpollDriver {
+    fn receive(&mut self, core: &mut ShardCore, now_ms: u64) -> io::Result<usize> {
+        if !std::mem::take(&mut self.events_fresh) {
+            self.poll_now(Some(Duration::ZERO))?;
+        }
+        let mut work = self.handle_events();
+        work += self.read_ready();
+        work += self.connections.process(core, now_ms);
+        // Readiness left over by backpressure is read in the next pass: not idle yet.
+        Ok(work + usize::from(!self.unread.is_empty()))
     }
 
-    fn poll_now(&mut self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+    fn send(&mut self, core: &mut ShardCore) -> io::Result<usize> {
+        let work = self.connections.complete(core);
+        self.flush();
+        Ok(work)
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        Ok(()) // Readiness-based: every read and write was done in the pass.
+    }
+
+    fn input_pending(&mut self) -> bool {
+        if self.poll_now(Some(Duration::ZERO)).is_err() {
+            return true; // let the next pass see the error
+        }
+        self.events_fresh = !self.events.is_empty();
+        self.events_fresh
+    }
+
+    fn has_mail(&self) -> bool {
+        self.writer.as_ref().is_some_and(SyncWriter::has_completion)
+    }
+
+    fn park(&mut self, timeout: Duration) -> io::Result<()> {
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {
+                self.events_fresh = true;
+                Ok(())
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn notifier(&self) -> io::Result<Box<dyn Notify>> {
+        Ok(Box::new(MioNotify(Arc::clone(&self.waker))))
+    }
+
+    fn begin_stop(&mut self) {
+        self.begin_shutdown();
+    }
+
+    fn clients_done(&self) -> bool {
+        self.connections.is_empty()
+    }
+
+    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
+        if self.writer.is_none() {
+            let name = format!("rush-sync-{}", self.shard);
+            match SyncWriter::start(name, Arc::clone(&self.doorbell)) {
+                Ok(writer) => self.writer = Some(writer),
+                Err(_) => return Err(write),
+            }
+        }
+        self.writer.as_mut().expect("started above").submit(write)
+    }
+
+    fn take_synced(&mut self) -> Option<Synced> {
+        self.writer.as_mut()?.take_synced()
+    }
+}
+
+impl EpollDriver {
+    fn poll_now(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => Ok(()),
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),

@@ -1,4 +1,4 @@
-//! The Rush server: the shards of `rush_engine::runtime` on pinned threads, each running its
+//! The Rush server: the shards of `rush_runtime` on pinned threads, each running its
 //! own network loop (io_uring, or epoll where io_uring is unavailable) and its ring mesh in
 //! the same loop.
 //!
@@ -15,6 +15,8 @@
 //! by the validating decoder, and every per-connection resource is bounded (`ConnLimits`).
 
 mod conn;
+#[cfg(test)]
+mod driver_tests;
 mod epoll;
 mod probe;
 mod uring;
@@ -23,26 +25,22 @@ use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rush_engine::quota::route;
-use rush_engine::runtime::{
-    pin_plan, quiesce, unix_ms, Board, Doorbell, Mesh, RuntimeConfig, ShardCore,
-};
 use rush_engine::{ConfigError, Engine, Request, ResultCode};
+use rush_runtime::{
+    pin_plan, quiesce, unix_ms, Board, Doorbell, LoopCounters, LoopOptions, Mesh, RuntimeConfig,
+    ShardCore, StopState,
+};
 
 pub use conn::{ConnLimits, NetCounters};
 pub use probe::{probe_io_uring, ProbeError};
 
 use crate::capture::{CaptureSink, CaptureWriter};
 use crate::protocol::Topology;
-
-/// How long an idle shard sleeps in the kernel before it looks at its timers again: bounds
-/// the extra delay of an expiry or a wait timeout when no traffic wakes the shard.
-pub const IDLE_WAIT: Duration = Duration::from_millis(1);
 
 /// How long a stopping server keeps answering requests already in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -192,14 +190,15 @@ pub(crate) struct ShardIo<'a> {
     pub(crate) limits: ConnLimits,
     pub(crate) topology: Topology,
     pub(crate) capture: Option<CaptureSink>,
-    /// `RuntimeConfig::idle_spin_us`: how long an idle loop spins before it sleeps.
-    pub(crate) idle_spin: Duration,
+    /// How the shard loop idles (`RuntimeConfig::loop_options`).
+    pub(crate) options: LoopOptions,
 }
 
 /// What a shard's loop reports when it ends.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ShardReport {
     pub counters: NetCounters,
+    pub loop_counters: LoopCounters,
 }
 
 /// What the server leaves when it stops: the quiescent engines and each shard's counters.
@@ -212,45 +211,6 @@ pub struct ServerReport {
 }
 
 type ShardResult = (ShardCore, io::Result<ShardReport>);
-
-/// The stop request, and how many shards still have connections to finish. A shard whose
-/// own connections are done keeps serving its rings until every shard is done (or the grace
-/// period ends): another shard's connection may still wait for a reply from it.
-#[derive(Debug)]
-pub(crate) struct StopState {
-    requested: AtomicBool,
-    draining: std::sync::atomic::AtomicU32,
-}
-
-impl StopState {
-    fn new(shard_count: u32) -> StopState {
-        StopState {
-            requested: AtomicBool::new(false),
-            draining: std::sync::atomic::AtomicU32::new(shard_count),
-        }
-    }
-
-    pub(crate) fn requested(&self) -> bool {
-        self.requested.load(Ordering::Acquire)
-    }
-
-    /// Called every pass after a stop was requested; true when this shard may leave its
-    /// loop. `counted` is the shard's own flag: it is counted out once, when its connections
-    /// are done (or the grace period is over).
-    pub(crate) fn may_leave(
-        &self,
-        connections_done: bool,
-        counted: &mut bool,
-        since: std::time::Instant,
-    ) -> bool {
-        let expired = since.elapsed() > SHUTDOWN_GRACE;
-        if !*counted && (connections_done || expired) {
-            self.draining.fetch_sub(1, Ordering::AcqRel);
-            *counted = true;
-        }
-        *counted && (self.draining.load(Ordering::Acquire) == 0 || expired)
-    }
-}
 
 /// Each shard says once whether its loop is serving (or why it could not start).
 pub(crate) type Ready = mpsc::Sender<(u32, Result<(), String>)>;
@@ -344,10 +304,10 @@ impl Server {
             })?),
             None => None,
         };
-        let idle_spin = Duration::from_micros(runtime.idle_spin_us);
+        let options = runtime.loop_options();
         let plan = pin_plan(shard_count, runtime.pin);
         let cores = plan.iter().map(|core| core.map(|core| core.id)).collect();
-        let stop = Arc::new(StopState::new(shard_count));
+        let stop = Arc::new(StopState::new(shard_count, SHUTDOWN_GRACE));
         let (ready_sender, ready) = mpsc::channel::<(u32, Result<(), String>)>();
         let mut threads = Vec::new();
         for ((core, shard), listeners) in plan.into_iter().zip(shards).zip(per_shard) {
@@ -370,7 +330,7 @@ impl Server {
                         limits,
                         topology,
                         capture: capture_sink,
-                        idle_spin,
+                        options,
                     };
                     let result = match backend {
                         Backend::IoUring => uring::run(io, &stop, &ready),
@@ -460,7 +420,7 @@ impl Server {
     /// Asks every shard to stop: no new connections or requests; what is in flight is
     /// answered (for at most [`SHUTDOWN_GRACE`]).
     pub fn signal_stop(&self) {
-        self.stop.requested.store(true, Ordering::SeqCst);
+        self.stop.request();
         for doorbell in &self.doorbells {
             doorbell.wake();
         }
@@ -529,7 +489,7 @@ pub struct StopHandle {
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.stop.requested.store(true, Ordering::SeqCst);
+        self.stop.request();
         for doorbell in &self.doorbells {
             doorbell.wake();
         }

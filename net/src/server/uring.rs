@@ -10,8 +10,14 @@
 //!   rest; the next SEND goes when the previous one completed;
 //! - a READ on the shard's eventfd, re-armed after each completion: peers write it to wake a
 //!   shard that sleeps in `io_uring_enter` (only when it sleeps: see `Doorbell`);
-//! - one `submit_with_args` per loop pass, waiting only when the pass found nothing to do,
-//!   with a timeout so timers fire on time.
+//! - durable writes (the journal's group commit) as a WRITE linked (`IO_LINK`) to an FSYNC
+//!   with DATASYNC, on the same ring as the network, so a pass's sends, receives and its
+//!   journal write go to the kernel in one `io_uring_enter`;
+//! - one `io_uring_enter` per loop pass (none when there is nothing to submit), waiting only
+//!   when the pass found nothing to do, with a timeout so timers fire on time.
+//!
+//! The loop itself (pass order, idle spin, doorbell handshake, stop protocol) is the one
+//! shard loop of `rush_runtime::run_shard`; this file is its io_uring [`Driver`].
 //!
 //! A connection is closed (`close(2)`) only once no operation of it is in flight: its
 //! multishot recv is cancelled first and its send, if any, completes, so no kernel
@@ -25,10 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
-use rush_engine::runtime::{unix_ms, Notify, ShardCore};
+use rush_runtime::storage::SYNC_WRITES_IN_FLIGHT_MAX;
+use rush_runtime::{run_shard, Driver, Notify, ShardCore, StopState, SyncWrite, Synced};
 
 use super::conn::{CloseReason, Connections};
-use super::{Listener, Ready, ShardIo, ShardReport, StopState, IDLE_WAIT};
+use super::{Listener, Ready, ShardIo, ShardReport};
 
 const RING_ENTRIES: u32 = 1024;
 const COMPLETION_ENTRIES: u32 = 16 * 1024;
@@ -43,6 +50,10 @@ const KIND_RECV: u64 = 2;
 const KIND_SEND: u64 = 3;
 const KIND_WAKE: u64 = 4;
 const KIND_CANCEL: u64 = 5;
+/// The WRITE of a durable write (slot: its index in `Durable::in_flight`).
+const KIND_WRITE: u64 = 6;
+/// The FSYNC (DATASYNC) linked behind it.
+const KIND_FSYNC: u64 = 7;
 
 fn user_data(kind: u64, generation: u32, slot: u32) -> u64 {
     (kind << 56) | (u64::from(generation & 0xff_ffff) << 32) | u64::from(slot)
@@ -192,10 +203,17 @@ pub(crate) struct UringSocket {
     send_in_flight: bool,
 }
 
-struct Shard<'a> {
+/// A durable write in flight: its request, and the WRITE's result once it completed.
+#[derive(Debug)]
+struct DurableWrite {
+    write: SyncWrite,
+    write_result: Option<i32>,
+}
+
+/// The io_uring driver of one shard.
+pub(crate) struct UringDriver {
     ring: IoUring,
     buffers: BufferRing,
-    core: &'a mut ShardCore,
     connections: Connections<UringSocket>,
     listeners: Vec<Listener>,
     accepting: bool,
@@ -203,39 +221,141 @@ struct Shard<'a> {
     wake_buffer: Box<u64>,
     wake_armed: bool,
     dirty: Vec<u32>,
+    /// Durable writes in flight, by slot; their buffers stay here until both completions.
+    durable: Vec<Option<DurableWrite>>,
+    synced: std::collections::VecDeque<Synced>,
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture, idle_spin } = io;
+    let ShardIo { core, listeners, limits, topology, capture, options } = io;
     let shard_index = core.shard();
-    let ring = builder().build(RING_ENTRIES)?;
-    let buffers = BufferRing::new(&ring)?;
-    let eventfd = Arc::new(EventFd::new()?);
-    let notifier = NotifyEventFd(Arc::clone(&eventfd));
-    if !core.doorbell().set_notifier(Box::new(notifier)) {
-        return Err(io::Error::other("the shard's doorbell already has a notifier"));
-    }
-    let mut shard = Shard {
-        ring,
-        buffers,
-        core,
-        connections: Connections::new(limits, topology, capture),
-        listeners,
-        accepting: true,
-        eventfd,
-        wake_buffer: Box::new(0),
-        wake_armed: false,
-        dirty: Vec::new(),
-    };
-    for index in 0..shard.listeners.len() {
-        shard.arm_accept(index);
-    }
-    shard.arm_wake();
+    let mut driver = UringDriver::new(listeners, Connections::new(limits, topology, capture))?;
     let _ = ready.send((shard_index, Ok(())));
-    shard.run(stop, idle_spin)?;
-    let report = ShardReport { counters: shard.connections.counters };
-    drop(shard);
+    let loop_counters = run_shard(core, &mut driver, stop, options)?;
+    driver.close_all();
+    let report = ShardReport { counters: driver.connections.counters, loop_counters };
+    drop(driver);
     Ok(report)
+}
+
+impl UringDriver {
+    /// A ring (created on the calling thread: SINGLE_ISSUER) with its buffer ring, accepting
+    /// on `listeners` and watching its eventfd.
+    pub(crate) fn new(
+        listeners: Vec<Listener>,
+        connections: Connections<UringSocket>,
+    ) -> io::Result<UringDriver> {
+        let ring = builder().build(RING_ENTRIES)?;
+        let buffers = BufferRing::new(&ring)?;
+        let eventfd = Arc::new(EventFd::new()?);
+        let mut driver = UringDriver {
+            ring,
+            buffers,
+            connections,
+            listeners,
+            accepting: true,
+            eventfd,
+            wake_buffer: Box::new(0),
+            wake_armed: false,
+            dirty: Vec::new(),
+            durable: (0..SYNC_WRITES_IN_FLIGHT_MAX).map(|_| None).collect(),
+            synced: std::collections::VecDeque::with_capacity(SYNC_WRITES_IN_FLIGHT_MAX),
+        };
+        for index in 0..driver.listeners.len() {
+            driver.arm_accept(index);
+        }
+        driver.arm_wake();
+        Ok(driver)
+    }
+}
+
+impl Driver for UringDriver {
+    fn receive(&mut self, core: &mut ShardCore, now_ms: u64) -> io::Result<usize> {
+        let work = self.reap();
+        Ok(work + self.connections.process(core, now_ms))
+    }
+
+    fn send(&mut self, core: &mut ShardCore) -> io::Result<usize> {
+        let work = self.connections.complete(core);
+        self.flush();
+        Ok(work)
+    }
+
+    fn submit(&mut self) -> io::Result<()> {
+        self.submit_pending()
+    }
+
+    /// The kernel's "completions are waiting" flags (a memory read): with DEFER_TASKRUN
+    /// completions are posted only inside our own `io_uring_enter`, which the loop's
+    /// `submit` after a successful spin performs.
+    fn input_pending(&mut self) -> bool {
+        let mut submission = self.ring.submission();
+        submission.sync();
+        submission.taskrun() || submission.cq_overflow()
+    }
+
+    fn has_mail(&self) -> bool {
+        false // Everything arrives through the ring.
+    }
+
+    fn park(&mut self, timeout: Duration) -> io::Result<()> {
+        let timeout = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&timeout);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => Ok(()),
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn notifier(&self) -> io::Result<Box<dyn Notify>> {
+        Ok(Box::new(NotifyEventFd(Arc::clone(&self.eventfd))))
+    }
+
+    fn begin_stop(&mut self) {
+        self.begin_shutdown();
+    }
+
+    fn clients_done(&self) -> bool {
+        // A durable write's buffer must outlive its operation: the loop does not end while
+        // one is in flight.
+        self.connections.is_empty() && self.durable.iter().all(Option::is_none)
+    }
+
+    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
+        let Some(slot) = self.durable.iter().position(Option::is_none) else {
+            return Err(write);
+        };
+        let Ok(length) = u32::try_from(write.bytes.len()) else {
+            return Err(write);
+        };
+        let fd = types::Fd(write.file.as_raw_fd());
+        let write_entry = opcode::Write::new(fd, write.bytes.as_ptr(), length)
+            .offset(write.offset)
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(user_data(KIND_WRITE, 0, slot as u32));
+        let sync_entry = opcode::Fsync::new(fd)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(user_data(KIND_FSYNC, 0, slot as u32));
+        // The buffer's heap memory and the file stay alive in `durable` until the FSYNC
+        // completes (the WRITE always completes first: the two are linked).
+        self.durable[slot] = Some(DurableWrite { write, write_result: None });
+        self.push_linked(&[write_entry, sync_entry]);
+        Ok(())
+    }
+
+    fn take_synced(&mut self) -> Option<Synced> {
+        self.synced.pop_front()
+    }
 }
 
 struct NotifyEventFd(Arc<EventFd>);
@@ -246,7 +366,7 @@ impl Notify for NotifyEventFd {
     }
 }
 
-impl Shard<'_> {
+impl UringDriver {
     fn push(&mut self, entry: squeue::Entry) {
         // SAFETY: every entry built here refers only to memory that outlives the operation:
         // connection send buffers are kept until the send completes, the wake buffer and
@@ -311,86 +431,6 @@ impl Shard<'_> {
         self.push(entry);
     }
 
-    fn run(&mut self, stop: &StopState, idle_spin: Duration) -> io::Result<()> {
-        let doorbell = Arc::clone(self.core.doorbell());
-        let mut stopping_since: Option<std::time::Instant> = None;
-        let mut counted_out = false;
-        loop {
-            let now_ms = unix_ms();
-            let mut work = self.core.poll_peers(now_ms);
-            work += self.reap(now_ms);
-            work += self.connections.process(self.core, now_ms);
-            work += self.core.finish_pass(now_ms);
-            work += self.connections.complete(self.core);
-            self.flush();
-            if stop.requested() {
-                let since = *stopping_since.get_or_insert_with(|| {
-                    self.begin_shutdown();
-                    std::time::Instant::now()
-                });
-                if stop.may_leave(self.connections.is_empty(), &mut counted_out, since) {
-                    break;
-                }
-            }
-            if work > 0 {
-                self.submit_pending()?;
-                continue;
-            }
-            // Optional spin before sleeping (`idle_spin_us`): watch the peer rings and the
-            // kernel's "completions are waiting" flag (IORING_SQ_TASKRUN, a memory read), so
-            // a request arriving within the spin is served without a wake-up.
-            if !idle_spin.is_zero() && self.spin(idle_spin) {
-                // Deferred completions run only inside io_uring_enter: enter now, or the next
-                // pass would reap nothing and spin again on the same flag.
-                self.submit_pending()?;
-                continue;
-            }
-            // With DEFER_TASKRUN completions are posted only inside our own io_uring_enter,
-            // so after `reap` only peer mail can arrive behind our back: the handshake
-            // re-checks the peer rings after announcing the sleep.
-            let core = &*self.core;
-            let ring = &self.ring;
-            let waited = doorbell.sleep_with(
-                || core.has_peer_input(),
-                || {
-                    let timeout = types::Timespec::from(IDLE_WAIT);
-                    let args = types::SubmitArgs::new().timespec(&timeout);
-                    ring.submitter().submit_with_args(1, &args)
-                },
-            );
-            let slept = waited.is_some();
-            match waited {
-                None | Some(Ok(_)) => {}
-                Some(Err(error))
-                    if matches!(
-                        error.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                    ) => {}
-                Some(Err(error)) => return Err(error),
-            }
-            if !slept {
-                self.submit_pending()?;
-            }
-        }
-        self.close_all();
-        Ok(())
-    }
-
-    /// Spins up to `limit`; true when work showed up.
-    fn spin(&mut self, limit: Duration) -> bool {
-        let started = std::time::Instant::now();
-        while started.elapsed() < limit {
-            let mut submission = self.ring.submission();
-            submission.sync();
-            if self.core.has_peer_input() || submission.taskrun() || submission.cq_overflow() {
-                return true;
-            }
-            drop(submission);
-            std::hint::spin_loop();
-        }
-        false
-    }
-
     /// One `io_uring_enter` when there is something to submit or deferred completions to
     /// run; none otherwise.
     fn submit_pending(&mut self) -> io::Result<()> {
@@ -426,8 +466,7 @@ impl Shard<'_> {
     }
 
     /// Handles every completion queued; returns how many.
-    fn reap(&mut self, now_ms: u64) -> usize {
-        let _ = now_ms;
+    fn reap(&mut self) -> usize {
         let mut count = 0;
         let mut recycled = false;
         loop {
@@ -445,6 +484,8 @@ impl Shard<'_> {
                     self.arm_wake();
                 }
                 KIND_CANCEL => {}
+                KIND_WRITE => self.on_write(slot as usize, result),
+                KIND_FSYNC => self.on_fsync(slot as usize, result),
                 _ => debug_assert!(false, "unknown completion kind {kind}"),
             }
         }
@@ -452,6 +493,59 @@ impl Shard<'_> {
             self.buffers.publish();
         }
         count
+    }
+
+    fn on_write(&mut self, slot: usize, result: i32) {
+        let durable = self.durable[slot].as_mut().expect("a WRITE completes for a write in flight");
+        assert!(durable.write_result.is_none(), "one WRITE completion per durable write");
+        durable.write_result = Some(result);
+    }
+
+    /// The linked FSYNC completed (or was cancelled because the WRITE failed or was short):
+    /// the durable write is done, `Ok` only if every byte was written and synced.
+    fn on_fsync(&mut self, slot: usize, result: i32) {
+        let durable = self.durable[slot].take().expect("an FSYNC completes for a write in flight");
+        let length = durable.write.bytes.len();
+        let written = durable.write_result.expect("the linked WRITE completes first");
+        let outcome = if written < 0 {
+            Err(io::Error::from_raw_os_error(-written))
+        } else if written as usize != length {
+            // A short write to a regular file means the device is full (no error code yet).
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("short write: {written} of {length} bytes"),
+            ))
+        } else if result < 0 {
+            Err(io::Error::from_raw_os_error(-result))
+        } else {
+            Ok(())
+        };
+        let SyncWrite { token, bytes, .. } = durable.write;
+        debug_assert!(self.synced.len() < SYNC_WRITES_IN_FLIGHT_MAX);
+        self.synced.push_back(Synced { token, bytes, result: outcome });
+    }
+
+    /// Pushes entries that must reach the kernel in one submission (a linked chain would
+    /// be cut at a submission boundary).
+    fn push_linked(&mut self, entries: &[squeue::Entry]) {
+        loop {
+            let free = {
+                let submission = self.ring.submission();
+                submission.capacity() - submission.len()
+            };
+            if free >= entries.len() {
+                break;
+            }
+            if let Err(error) = self.ring.submit() {
+                if error.raw_os_error() != Some(libc::EBUSY) {
+                    break;
+                }
+            }
+        }
+        // SAFETY: every entry refers to memory that outlives its operation (see `push`; a
+        // durable write's buffer and file are held in `durable` until its FSYNC completes).
+        let pushed = unsafe { self.ring.submission().push_multiple(entries) };
+        assert!(pushed.is_ok(), "room for the linked entries was made above");
     }
 
     fn on_accept(&mut self, index: usize, result: i32, flags: u32) {
@@ -647,8 +741,16 @@ impl Shard<'_> {
     }
 }
 
-impl Drop for Shard<'_> {
+impl Drop for UringDriver {
     fn drop(&mut self) {
+        // The kernel may still read a durable write's buffer (the loop left early, say on an
+        // error): wait for those completions before the buffers are freed.
+        while self.durable.iter().any(Option::is_some) {
+            if self.ring.submit_and_wait(1).is_err() {
+                break;
+            }
+            self.reap();
+        }
         let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
     }
 }

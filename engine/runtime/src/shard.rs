@@ -21,11 +21,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::published::Board;
-use super::ring::{channel, Consumer, Producer};
-use super::waker::Doorbell;
-use crate::quota::{route, Envelope, Placement};
-use crate::{Config, ConfigError, Engine, Event, Reply, Request, ResultCode};
+use crate::published::Board;
+use crate::ring::{channel, Consumer, Producer};
+use crate::waker::Doorbell;
+use rush_engine::quota::{route, Envelope, Placement};
+use rush_engine::{Config, ConfigError, Engine, Event, Reply, Request, ResultCode};
 
 /// How many items one ring pop takes at most: a batch amortises the index publication and
 /// lets the engine overlap the cache misses of a batch.
@@ -105,7 +105,14 @@ pub struct RuntimeConfig {
     /// How long an idle shard of [`super::Runtime`] spins re-checking its rings before it
     /// parks (0 = park at once). Spinning trades a core's idle time for wake-up latency.
     pub idle_spin_us: u64,
+    /// The longest sleep of an idle shard, in ms (1..=1000). An idle shard wakes for its next
+    /// timer, a doorbell or the kernel anyway; this bound only caps the damage of a lost
+    /// wake-up (and of a timer the engine could not see).
+    pub idle_park_max_ms: u64,
 }
+
+/// Default of [`RuntimeConfig::idle_park_max_ms`].
+pub const IDLE_PARK_MAX_MS_DEFAULT: u64 = 100;
 
 impl RuntimeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -115,10 +122,21 @@ impl RuntimeConfig {
         if self.port_count > PORT_COUNT_MAX {
             return Err(ConfigError { field: "port_count", reason: "must be 0..=1024" });
         }
-        if !(2..=super::ring::RING_CAPACITY_MAX).contains(&self.ring_capacity) {
+        if !(1..=1000).contains(&self.idle_park_max_ms) {
+            return Err(ConfigError { field: "idle_park_max_ms", reason: "must be 1..=1000" });
+        }
+        if !(2..=crate::ring::RING_CAPACITY_MAX).contains(&self.ring_capacity) {
             return Err(ConfigError { field: "ring_capacity", reason: "must be 2..=2^20" });
         }
         self.engine.validate()
+    }
+
+    /// How the shard loops of this configuration idle.
+    pub fn loop_options(&self) -> crate::LoopOptions {
+        crate::LoopOptions {
+            idle_spin: std::time::Duration::from_micros(self.idle_spin_us),
+            idle_park_max: std::time::Duration::from_millis(self.idle_park_max_ms),
+        }
     }
 }
 

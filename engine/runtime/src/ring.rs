@@ -14,51 +14,15 @@
 //!
 //! These orderings are model-checked with loom (`mod loom_tests` below, run by `.ci/run`
 //! with `RUSTFLAGS="--cfg loom"`): under `cfg(loom)` the atomics, the `Arc` and the slot cells
-//! come from loom, which explores every interleaving and reports any slot access that is not
-//! ordered after the access it conflicts with.
+//! come from loom ([`crate::sync`]), which explores every interleaving and reports any slot
+//! access that is not ordered after the access it conflicts with. The ring together with the
+//! doorbell that wakes its consumer is modelled in `waker.rs`.
 #![allow(unsafe_code)] // The one place the runtime needs it: slots written and read across threads.
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 
-use shim::{Arc, AtomicU64, UnsafeCell};
-
-/// The synchronisation primitives of the ring: std's normally, loom's under `cfg(loom)`.
-/// The slot cell has loom's closure API (`with` / `with_mut`) in both cases, so the ring's
-/// code is the same for both.
-#[cfg(not(loom))]
-mod shim {
-    pub(super) use std::sync::atomic::AtomicU64;
-    pub(super) use std::sync::Arc;
-
-    /// `std::cell::UnsafeCell` with loom's access API; compiles to a plain pointer access.
-    pub(super) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-    impl<T> UnsafeCell<T> {
-        pub(super) fn new(value: T) -> Self {
-            Self(std::cell::UnsafeCell::new(value))
-        }
-
-        /// Runs `access` with a shared pointer to the contents.
-        #[inline(always)]
-        pub(super) fn with<R>(&self, access: impl FnOnce(*const T) -> R) -> R {
-            access(self.0.get())
-        }
-
-        /// Runs `access` with a mutable pointer to the contents.
-        #[inline(always)]
-        pub(super) fn with_mut<R>(&self, access: impl FnOnce(*mut T) -> R) -> R {
-            access(self.0.get())
-        }
-    }
-}
-
-#[cfg(loom)]
-mod shim {
-    pub(super) use loom::cell::UnsafeCell;
-    pub(super) use loom::sync::atomic::AtomicU64;
-    pub(super) use loom::sync::Arc;
-}
+use crate::sync::{Arc, AtomicU64, UnsafeCell};
 
 /// Largest ring, in messages.
 pub const RING_CAPACITY_MAX: usize = 1 << 20;

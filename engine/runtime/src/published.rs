@@ -16,7 +16,8 @@
 //! recent value, not a snapshot across fields or shards: the sum over shards can miss units
 //! that are in a message between two shards at that instant. QUERY_SKU documents this; the
 //! exact figures come from a quiescent runtime (tests, benchmark checks). The column lookup
-//! itself is ordered by the `ArcSwap` (a load that sees the new catalog sees the column).
+//! itself is ordered by the catalog's Release publication of each column, read with Acquire
+//! (model-checked with loom: `loom_tests` below).
 //!
 //! Each shard also publishes its engine counters (results by code, expiries, matches, ...)
 //! in a row of its own, for metrics read from any thread ([`Board::counters`]).
@@ -26,7 +27,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::{Counters, Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
+use crate::sync;
+
+use rush_engine::{Counters, Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
 
 /// `SkuId → column`, insert-only, lock-free, bounded: open addressing with linear probing
 /// over `2 × column_max` slots (rounded up to a power of two), so a probe sequence always
@@ -37,10 +40,10 @@ use crate::{Counters, Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
 /// writer of the same SKU waits for the column (the claimer is between two stores).
 #[derive(Debug)]
 struct Catalog {
-    keys: Box<[AtomicU64]>,
+    keys: Box<[sync::AtomicU64]>,
     /// `column + 1`; [`PENDING`] while the claimer has not published it; [`NO_COLUMN`] when
     /// every column was taken.
-    columns: Box<[AtomicU32]>,
+    columns: Box<[sync::AtomicU32]>,
     mask: usize,
 }
 
@@ -48,8 +51,8 @@ impl Catalog {
     fn new(column_max: u32) -> Catalog {
         let slots = (column_max as usize * 2).next_power_of_two();
         Catalog {
-            keys: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            columns: (0..slots).map(|_| AtomicU32::new(0)).collect(),
+            keys: (0..slots).map(|_| sync::AtomicU64::new(0)).collect(),
+            columns: (0..slots).map(|_| sync::AtomicU32::new(0)).collect(),
             mask: slots - 1,
         }
     }
@@ -100,7 +103,7 @@ impl Catalog {
                 // Another shard claimed it a moment ago: wait for its column.
                 loop {
                     match self.columns[index].load(Ordering::Acquire) {
-                        PENDING => std::thread::yield_now(),
+                        PENDING => sync::yield_now(),
                         NO_COLUMN => return None,
                         published => return Some(published - 1),
                     }
@@ -278,7 +281,7 @@ impl Board {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -321,5 +324,42 @@ mod tests {
         // A full board refuses a new SKU, and says so consistently.
         assert_eq!(board.column_or_assign(SKUS + 1), None);
         assert_eq!(board.column(SKUS + 1), None);
+    }
+}
+
+/// Loom model check of the catalog: two shards publishing the same new SKU race to claim its
+/// slot while a reader looks it up. Exactly one column is assigned, both writers get it, the
+/// reader sees either nothing or that column, and no column leaks.
+///
+/// `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test --release -p rush-runtime --lib loom_tests`
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    #[test]
+    fn racing_first_publications_assign_one_column() {
+        loom::model(|| {
+            let catalog = Arc::new(Catalog::new(2));
+            let assigned = Arc::new(loom::sync::atomic::AtomicU32::new(0));
+            let writers: Vec<_> = (0..2)
+                .map(|_| {
+                    let catalog = Arc::clone(&catalog);
+                    let assigned = Arc::clone(&assigned);
+                    thread::spawn(move || {
+                        catalog.find_or_insert(7, || Some(assigned.fetch_add(1, Ordering::Relaxed)))
+                    })
+                })
+                .collect();
+            let seen = catalog.find(7);
+            let columns: Vec<Option<u32>> =
+                writers.into_iter().map(|writer| writer.join().unwrap()).collect();
+            assert_eq!(assigned.load(Ordering::Relaxed), 1, "exactly one column assigned");
+            assert_eq!(columns, vec![Some(0), Some(0)], "both writers see the one column");
+            assert!(seen.is_none() || seen == Some(0), "a reader sees nothing or the column");
+            assert_eq!(catalog.find(7), Some(0));
+            assert_eq!(catalog.find(8), None);
+        });
     }
 }
