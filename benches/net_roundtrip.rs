@@ -58,6 +58,7 @@ fn start_server(backend: BackendChoice, reserves: u64, idle_spin_us: u64) -> Ser
             pin: true,
             idle_spin_us,
             idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+            parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend,

@@ -418,6 +418,7 @@ impl Rig {
             pin: true,
             idle_spin_us,
             idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+            parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
         })
         .expect("runtime");
         let mut port = ports.pop().expect("one port");

@@ -82,6 +82,7 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
         pin: true,
         idle_spin_us: 0,
         idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+        parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
     })
     .expect("valid runtime configuration");
 

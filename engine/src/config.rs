@@ -91,12 +91,11 @@ impl Config {
         ];
         for (field, value) in positive {
             if value == 0 {
-                return Err(ConfigError { field, reason: "must be greater than zero" });
+                return Err(ConfigError { field, value, rule: ConfigRule::NotZero });
             }
         }
         // Table sizes: reservation slots and wheel sentinels share a u32 index space, and
         // the hash tables round up to a power of two.
-        let table_limit: u32 = 1 << 28;
         for (field, value) in [
             ("sku_max", self.sku_max),
             ("account_max", self.account_max),
@@ -104,49 +103,111 @@ impl Config {
             ("request_key_max", self.request_key_max),
             ("limit_entry_max", self.limit_entry_max),
         ] {
-            if value > table_limit {
-                return Err(ConfigError { field, reason: "must be at most 2^28" });
+            if value > TABLE_LEN_MAX {
+                let rule = ConfigRule::AtMost(u64::from(TABLE_LEN_MAX));
+                return Err(ConfigError { field, value: u64::from(value), rule });
             }
         }
         if self.waitlist_max > self.reservation_max {
             return Err(ConfigError {
                 field: "waitlist_max",
-                reason: "must be at most reservation_max (a waiter occupies a reservation slot)",
+                value: u64::from(self.waitlist_max),
+                rule: ConfigRule::AtMostField {
+                    other: "reservation_max",
+                    other_value: u64::from(self.reservation_max),
+                    why: "a waiter occupies a reservation slot",
+                },
             });
         }
         if self.hold_ms_default > self.hold_ms_max {
             return Err(ConfigError {
                 field: "hold_ms_default",
-                reason: "must be at most hold_ms_max",
+                value: u64::from(self.hold_ms_default),
+                rule: ConfigRule::AtMostField {
+                    other: "hold_ms_max",
+                    other_value: u64::from(self.hold_ms_max),
+                    why: "the default hold is a hold",
+                },
             });
         }
         let live_ms_max = u64::from(self.hold_ms_max) + u64::from(self.wait_ms_max);
         if live_ms_max >= DEADLINE_AHEAD_MS_MAX {
             return Err(ConfigError {
-                field: "hold_ms_max",
-                reason: "hold_ms_max + wait_ms_max must be below 2^36 ms",
+                field: "hold_ms_max + wait_ms_max",
+                value: live_ms_max,
+                rule: ConfigRule::Below(DEADLINE_AHEAD_MS_MAX),
             });
         }
         if self.request_key_retention_ms < live_ms_max {
             return Err(ConfigError {
                 field: "request_key_retention_ms",
-                reason: "must be at least hold_ms_max + wait_ms_max",
+                value: self.request_key_retention_ms,
+                rule: ConfigRule::AtLeastField {
+                    other: "hold_ms_max + wait_ms_max",
+                    other_value: live_ms_max,
+                    why: "the key of a live reservation is never forgotten",
+                },
             });
         }
         Ok(())
     }
 }
 
-/// An invalid [`Config`] field and why.
+/// Largest capacity of any engine table (slots and timer sentinels share a u32 index space,
+/// and hash tables round up to a power of two).
+pub const TABLE_LEN_MAX: u32 = 1 << 28;
+
+/// The rule a configuration value broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigRule {
+    NotZero,
+    AtMost(u64),
+    Below(u64),
+    /// `min..=max`.
+    Between(u64, u64),
+    AtMostField {
+        other: &'static str,
+        other_value: u64,
+        why: &'static str,
+    },
+    AtLeastField {
+        other: &'static str,
+        other_value: u64,
+        why: &'static str,
+    },
+}
+
+/// An invalid configuration value: the field, the value given, and the rule it broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     pub field: &'static str,
-    pub reason: &'static str,
+    pub value: u64,
+    pub rule: ConfigRule,
+}
+
+impl ConfigError {
+    /// `value` of `field` must be in `min..=max`.
+    pub fn between(field: &'static str, value: u64, min: u64, max: u64) -> ConfigError {
+        ConfigError { field, value, rule: ConfigRule::Between(min, max) }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "invalid engine config: {} {}", self.field, self.reason)
+        let ConfigError { field, value, rule } = *self;
+        write!(formatter, "{field} = {value}: ")?;
+        match rule {
+            ConfigRule::NotZero => write!(formatter, "must be greater than zero"),
+            ConfigRule::AtMost(max) => write!(formatter, "must be at most {max}"),
+            ConfigRule::Below(limit) => write!(formatter, "must be below {limit}"),
+            ConfigRule::Between(min, max) => write!(formatter, "must be {min}..={max}"),
+            ConfigRule::AtMostField { other, other_value, why } => {
+                write!(formatter, "must be at most {other} ({other_value}): {why}")
+            }
+            ConfigRule::AtLeastField { other, other_value, why } => {
+                write!(formatter, "must be at least {other} ({other_value}): {why}")
+            }
+        }
     }
 }
 

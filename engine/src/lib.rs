@@ -20,11 +20,11 @@ mod engine;
 mod hash;
 mod invariants;
 pub mod quota;
-mod table;
+pub mod table;
 mod types;
 mod wheel;
 
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ConfigRule, TABLE_LEN_MAX};
 pub use engine::{Counters, Engine, SkuLevels, NOW_MS_LIMIT};
 pub use hash::StateHasher;
 pub use invariants::Violation;

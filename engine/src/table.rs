@@ -8,12 +8,15 @@
 //!
 //! The hash has no random seed: iteration order depends only on the sequence of inserts
 //! and removes, which keeps the engine deterministic.
+//!
+//! Public so the runtime's own bounded tables (the parked RESERVEs a shard must answer) use
+//! the same structure.
 
 use crate::hash::mix64;
 
 /// A key of a [`FixedMap`]: `Copy`, with a reserved `EMPTY` value that marks free slots and
 /// is never inserted.
-pub(crate) trait TableKey: Copy + Eq + core::fmt::Debug {
+pub trait TableKey: Copy + Eq + core::fmt::Debug {
     const EMPTY: Self;
     fn table_hash(&self) -> u64;
 }
@@ -36,10 +39,10 @@ impl TableKey for (u64, u64) {
 
 /// The table already holds `len_max` entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TableFull;
+pub struct TableFull;
 
 #[derive(Debug)]
-pub(crate) struct FixedMap<K: TableKey, V: Copy> {
+pub struct FixedMap<K: TableKey, V: Copy> {
     entries: Box<[(K, V)]>,
     mask: usize,
     len: usize,
@@ -47,7 +50,7 @@ pub(crate) struct FixedMap<K: TableKey, V: Copy> {
 }
 
 impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
-    pub(crate) fn with_len_max(len_max: usize) -> Self {
+    pub fn with_len_max(len_max: usize) -> Self {
         assert!(len_max > 0);
         let slot_count = (len_max + len_max / 2).max(4).next_power_of_two();
         assert!(slot_count > len_max);
@@ -60,17 +63,21 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     }
 
     /// Bytes allocated per entry of capacity (for the memory report).
-    pub(crate) fn bytes_allocated(&self) -> usize {
+    pub fn bytes_allocated(&self) -> usize {
         self.entries.len() * core::mem::size_of::<(K, V)>()
     }
 
     #[inline]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     #[inline]
-    pub(crate) fn is_full(&self) -> bool {
+    pub fn is_full(&self) -> bool {
         self.len == self.len_max
     }
 
@@ -101,12 +108,12 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     }
 
     #[inline]
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    pub fn get(&self, key: &K) -> Option<&V> {
         self.find(key).map(|index| &self.entries[index].1)
     }
 
     #[inline]
-    pub(crate) fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
         self.find(key).map(|index| &mut self.entries[index].1)
     }
 
@@ -114,12 +121,12 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     /// does not wait for memory. A plain load whose value is discarded: it cannot fault and
     /// changes nothing, and the out-of-order core keeps going while it is in flight.
     #[inline]
-    pub(crate) fn prefetch(&self, key: &K) {
+    pub fn prefetch(&self, key: &K) {
         core::hint::black_box(self.entries[self.home(key)].0);
     }
 
     /// Inserts or replaces. Refuses a new key when `len_max` entries are present.
-    pub(crate) fn insert(&mut self, key: K, value: V) -> Result<(), TableFull> {
+    pub fn insert(&mut self, key: K, value: V) -> Result<(), TableFull> {
         assert!(key != K::EMPTY, "the empty marker is never a key");
         let mut index = self.home(&key);
         loop {
@@ -142,7 +149,7 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
 
     /// Removes `key`, shifting later entries of its probe run back so that no tombstone is
     /// left and every remaining key stays reachable from its home slot.
-    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+    pub fn remove(&mut self, key: &K) -> Option<V> {
         let mut hole = self.find(key)?;
         let removed = self.entries[hole].1;
         self.len -= 1;
@@ -171,7 +178,7 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     }
 
     /// Entries in slot order: deterministic for a given history, not sorted.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
         self.entries.iter().filter(|(key, _)| *key != K::EMPTY).map(|(key, value)| (*key, value))
     }
 }

@@ -47,6 +47,7 @@ pub mod server {
                 pin: false,
                 idle_spin_us: 0,
                 idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+                parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
             },
             limits,
             backend,

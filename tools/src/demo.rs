@@ -122,6 +122,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
             pin: false,
             idle_spin_us: 0,
             idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+            parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend,

@@ -24,7 +24,6 @@ use std::str::FromStr;
 use anyhow::{anyhow, bail, Context};
 use rush_engine::quota::Placement;
 use rush_engine::Config;
-use rush_net::protocol::MAX_FRAME_SIZE;
 use rush_net::server::{BackendChoice, ConnLimits, ShardPorts, BACKEND_ENV};
 use rush_runtime::ring::RING_CAPACITY_MAX;
 use rush_runtime::RuntimeConfig;
@@ -38,10 +37,6 @@ pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:7071";
 pub const SHARD_PORT_OFFSET: u16 = 100;
 /// Ring capacity when the file gives none.
 pub const RING_CAPACITY_DEFAULT: usize = 4096;
-/// Connection limits: at most this many connections or pipelined requests per shard.
-const CONNECTION_LIMIT_MAX: u32 = 1 << 20;
-/// At most this many buffered inbound or outbound bytes per connection.
-const BUFFER_BYTES_MAX: usize = 1 << 30;
 
 /// The engine capacities of each shard when the config file sets none:
 /// `rush_engine::Config::default()` (1,000,000 reservations and request keys, 100,000
@@ -278,10 +273,8 @@ impl ConfigFile {
             hold_ms_max: doc.hold_ms_max.unwrap_or(defaults.hold_ms_max),
             wait_ms_max: doc.wait_ms_max.unwrap_or(defaults.wait_ms_max),
         };
-        engine.validate().map_err(|error| match engine_field(&engine, error.field) {
-            Some(value) => key(error.field, format!("{} (value {value})", error.reason)),
-            None => key(error.field, error.reason.to_string()),
-        })?;
+        // The error names the field, the value given and the rule it broke.
+        engine.validate().map_err(|error| key(error.field, error.to_string()))?;
 
         let default_limits = ConnLimits::default();
         let limits = ConnLimits {
@@ -290,24 +283,7 @@ impl ConfigFile {
             inbound_bytes_max: doc.inbound_bytes_max.unwrap_or(default_limits.inbound_bytes_max),
             outbound_bytes_max: doc.outbound_bytes_max.unwrap_or(default_limits.outbound_bytes_max),
         };
-        for (name, value) in
-            [("connection_max", limits.connection_max), ("pipeline_max", limits.pipeline_max)]
-        {
-            if value == 0 || value > CONNECTION_LIMIT_MAX {
-                return Err(key(name, format!("{value} is not 1..={CONNECTION_LIMIT_MAX}")));
-            }
-        }
-        for (name, value) in [
-            ("inbound_bytes_max", limits.inbound_bytes_max),
-            ("outbound_bytes_max", limits.outbound_bytes_max),
-        ] {
-            if !(MAX_FRAME_SIZE..=BUFFER_BYTES_MAX).contains(&value) {
-                return Err(key(
-                    name,
-                    format!("{value} is not {MAX_FRAME_SIZE}..={BUFFER_BYTES_MAX} (it must hold a frame)"),
-                ));
-            }
-        }
+        limits.validate().map_err(|error| key(error.field, error.to_string()))?;
 
         let sale = doc.sale.map(|sale| match path.parent() {
             Some(directory) if sale.is_relative() => directory.join(sale),
@@ -330,23 +306,6 @@ impl ConfigFile {
 }
 
 /// The value of the engine setting `field` (for error messages).
-fn engine_field(engine: &Config, field: &str) -> Option<u64> {
-    Some(match field {
-        "sku_max" => engine.sku_max.into(),
-        "account_max" => engine.account_max.into(),
-        "reservation_max" => engine.reservation_max.into(),
-        "waitlist_max" => engine.waitlist_max.into(),
-        "request_key_max" => engine.request_key_max.into(),
-        "request_key_retention_ms" => engine.request_key_retention_ms,
-        "limit_entry_max" => engine.limit_entry_max.into(),
-        "quantity_max" => engine.quantity_max.into(),
-        "hold_ms_default" => engine.hold_ms_default.into(),
-        "hold_ms_max" => engine.hold_ms_max.into(),
-        "wait_ms_max" => engine.wait_ms_max.into(),
-        _ => return None,
-    })
-}
-
 /// The cores this process may run on (at least 1): the core list `core_affinity` reads, or
 /// `std::thread::available_parallelism` when it cannot be read.
 pub fn core_count() -> u32 {
@@ -439,8 +398,9 @@ impl Settings {
             pin,
             idle_spin_us: args.idle_spin_us.unwrap_or(0),
             idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+            parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
         };
-        runtime.validate().map_err(|error| anyhow!("{}: {}", error.field, error.reason))?;
+        runtime.validate().map_err(|error| anyhow!("{error}"))?;
         Ok(Settings {
             listen,
             admin_listen,

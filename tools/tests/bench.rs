@@ -36,6 +36,7 @@ fn start_server() -> Server {
             pin: false,
             idle_spin_us: 0,
             idle_park_max_ms: rush_runtime::shard::IDLE_PARK_MAX_MS_DEFAULT,
+            parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
         },
         limits: ConnLimits::default(),
         backend: BackendChoice::Auto,

@@ -217,6 +217,7 @@ mod tests {
             pin: false,
             idle_spin_us: 0,
             idle_park_max_ms: 1,
+            parked_max: crate::shard::PARKED_MAX_DEFAULT,
         };
         let mut core = Mesh::build(&config).unwrap().shards.pop().unwrap();
         let mut driver = PortDriver::new(&core);

@@ -18,13 +18,14 @@
 //! no new client input (it keeps draining peers, so two shards full of each other's messages
 //! both make progress). A backlog is therefore bounded by what one pass can emit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::published::Board;
 use crate::ring::{channel, Consumer, Producer};
 use crate::waker::Doorbell;
 use rush_engine::quota::{route, Envelope, Placement};
+use rush_engine::table::FixedMap;
 use rush_engine::{Config, ConfigError, Engine, Event, Reply, Request, ResultCode};
 
 /// How many items one ring pop takes at most: a batch amortises the index publication and
@@ -67,7 +68,13 @@ enum Client {
     Connection { shard: u32, connection: u64 },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+impl Default for Client {
+    fn default() -> Client {
+        Client::Port(0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ReplyTo {
     client: Client,
     tag: u64,
@@ -90,6 +97,13 @@ enum Mail {
     },
 }
 
+// Everything that travels through a ring is copied by value: keep each a bounded, known
+// size (a Submission is one cache line; a Completion and a Mail carry a whole Reply, whose
+// largest body is a SKU view).
+const _: () = assert!(std::mem::size_of::<Submission>() <= 64);
+const _: () = assert!(std::mem::size_of::<Completion>() <= 128);
+const _: () = assert!(std::mem::size_of::<Mail>() <= 128);
+
 /// The shape of a runtime: shards, ports and rings.
 #[derive(Clone, Copy, Debug)]
 pub struct RuntimeConfig {
@@ -102,6 +116,10 @@ pub struct RuntimeConfig {
     pub ring_capacity: usize,
     /// Pin shard `i` to the `i`-th core of the list read at start.
     pub pin: bool,
+    /// RESERVEs one shard may have parked (waiting in a line, or for their coordinator) and
+    /// must answer later. While full, the shard answers new RESERVEs OVERLOADED without
+    /// applying them (it could not route their deferred answer). 1..=2^24.
+    pub parked_max: u32,
     /// How long an idle shard of [`super::Runtime`] spins re-checking its rings before it
     /// parks (0 = park at once). Spinning trades a core's idle time for wake-up latency.
     pub idle_spin_us: u64,
@@ -111,22 +129,29 @@ pub struct RuntimeConfig {
     pub idle_park_max_ms: u64,
 }
 
+/// Default of [`RuntimeConfig::parked_max`].
+pub const PARKED_MAX_DEFAULT: u32 = 1 << 18;
+/// Largest [`RuntimeConfig::parked_max`].
+pub const PARKED_MAX_LIMIT: u32 = 1 << 24;
+
 /// Default of [`RuntimeConfig::idle_park_max_ms`].
 pub const IDLE_PARK_MAX_MS_DEFAULT: u64 = 100;
+/// Largest [`RuntimeConfig::idle_park_max_ms`].
+pub const IDLE_PARK_MAX_MS_LIMIT: u64 = 1000;
 
 impl RuntimeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.shard_count == 0 || self.shard_count > Placement::SHARD_COUNT_MAX {
-            return Err(ConfigError { field: "shard_count", reason: "must be 1..=64" });
-        }
-        if self.port_count > PORT_COUNT_MAX {
-            return Err(ConfigError { field: "port_count", reason: "must be 0..=1024" });
-        }
-        if !(1..=1000).contains(&self.idle_park_max_ms) {
-            return Err(ConfigError { field: "idle_park_max_ms", reason: "must be 1..=1000" });
-        }
-        if !(2..=crate::ring::RING_CAPACITY_MAX).contains(&self.ring_capacity) {
-            return Err(ConfigError { field: "ring_capacity", reason: "must be 2..=2^20" });
+        let checks: [(&'static str, u64, u64, u64); 5] = [
+            ("shard_count", self.shard_count.into(), 1, Placement::SHARD_COUNT_MAX.into()),
+            ("port_count", self.port_count.into(), 0, PORT_COUNT_MAX.into()),
+            ("parked_max", self.parked_max.into(), 1, PARKED_MAX_LIMIT.into()),
+            ("idle_park_max_ms", self.idle_park_max_ms, 1, IDLE_PARK_MAX_MS_LIMIT),
+            ("ring_capacity", self.ring_capacity as u64, 2, crate::ring::RING_CAPACITY_MAX as u64),
+        ];
+        for (field, value, min, max) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::between(field, value, min, max));
+            }
         }
         self.engine.validate()
     }
@@ -207,9 +232,9 @@ pub struct ShardCore {
     port_backlog: Vec<VecDeque<Completion>>,
     /// Replies for this shard's own connections, drained by the network loop each pass.
     local: Vec<LocalCompletion>,
-    /// Whom to answer when a waiting RESERVE completes: (account, key) → reply address.
-    /// Bounded by the engine's live reservations.
-    waiting: HashMap<(u64, u64), ReplyTo>,
+    /// Whom to answer when a parked RESERVE completes: (account, key) → reply address.
+    /// Allocated once with `parked_max` entries; full, new RESERVEs are answered OVERLOADED.
+    parked: FixedMap<(u64, u64), ReplyTo>,
     doorbells: Vec<Arc<Doorbell>>,
     woken_peers: Vec<bool>,
     board: Arc<Board>,
@@ -303,9 +328,7 @@ impl Mesh {
                 peer_backlog: (0..n).map(|_| VecDeque::new()).collect(),
                 port_backlog: (0..ports_n).map(|_| VecDeque::new()).collect(),
                 local: Vec::with_capacity(BATCH_MAX * (n + 1)),
-                waiting: HashMap::with_capacity(
-                    (config.engine.reservation_max as usize).min(1 << 16),
-                ),
+                parked: FixedMap::with_len_max(config.parked_max as usize),
                 doorbells: doorbells.clone(),
                 woken_peers: vec![false; n],
                 board: Arc::clone(&board),
@@ -460,12 +483,16 @@ impl ShardCore {
             Request::QuerySku { sku } if self.shard_count() > 1 => {
                 self.board.query_sku(&self.engine, *sku)
             }
+            // A RESERVE may park, and a parked RESERVE needs a place in `parked`.
+            Request::Reserve(_) if self.parked.is_full() => Reply::code(ResultCode::Overloaded),
             _ => self.engine.execute(now_ms, request),
         };
         if reply.result == ResultCode::Waiting {
             if let Request::Reserve(reserve) = request {
-                let previous = self.waiting.insert((reserve.account, reserve.key), reply_to);
-                debug_assert!(previous.is_none(), "one WAITING per (account, key)");
+                let key = (reserve.account, reserve.key);
+                debug_assert!(self.parked.get(&key).is_none(), "one WAITING per (account, key)");
+                let inserted = self.parked.insert(key, reply_to);
+                assert!(inserted.is_ok(), "room was checked before the RESERVE ran");
                 return;
             }
         }
@@ -495,7 +522,7 @@ impl ShardCore {
         let mut events = std::mem::take(&mut self.event_scratch);
         events.extend(self.engine.drain_events());
         for event in events.drain(..) {
-            if let Some(reply_to) = self.waiting.remove(&(event.account, event.key)) {
+            if let Some(reply_to) = self.parked.remove(&(event.account, event.key)) {
                 self.deliver(reply_to, event.reply);
             }
         }

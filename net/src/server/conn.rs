@@ -21,8 +21,21 @@ use rush_runtime::ShardCore;
 use crate::capture::{CaptureSink, Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
 use crate::protocol::{
     decode_request, encode_ping_response, encode_response, DecodeError, ErrorClass, Opcode,
-    Topology, MAX_FRAME_SIZE,
+    Topology, MAX_FRAME_SIZE, REQUEST_SIZE,
 };
+
+/// Fewer unread bytes than the smallest request frame cannot hold a request: a connection
+/// with only such a remainder has nothing the engine could take.
+const REQUEST_SIZE_MIN: usize = REQUEST_SIZE;
+
+/// Consumed bytes at the front of an inbound buffer are dropped (the rest moved down) once
+/// they reach this many: often enough to keep the buffer small, rarely enough that the
+/// copy is amortized over many frames.
+const INBOUND_COMPACT_BYTES: usize = 64 * 1024;
+
+/// How much of the input a capture records for a frame that ends the connection (bad magic,
+/// version, opcode or length): one request frame's worth, enough to see what was sent.
+const CAPTURE_FATAL_BYTES_MAX: usize = REQUEST_SIZE;
 
 /// Limits of one shard's connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +48,36 @@ pub struct ConnLimits {
     pub inbound_bytes_max: usize,
     /// Unsent outbound bytes per connection before the server stops decoding its input.
     pub outbound_bytes_max: usize,
+}
+
+/// Largest `connection_max` and `pipeline_max`.
+pub const CONNECTION_LIMIT_MAX: u32 = 1 << 20;
+/// Largest `inbound_bytes_max` and `outbound_bytes_max`.
+pub const BUFFER_BYTES_MAX: usize = 1 << 30;
+
+impl ConnLimits {
+    /// Checks every limit (the server refuses to start with an invalid one; the config
+    /// loader reports the same error against its file). A buffer must hold a whole frame.
+    pub fn validate(&self) -> Result<(), rush_engine::ConfigError> {
+        let counts = [("connection_max", self.connection_max), ("pipeline_max", self.pipeline_max)];
+        for (field, value) in counts {
+            if !(1..=CONNECTION_LIMIT_MAX).contains(&value) {
+                let max = u64::from(CONNECTION_LIMIT_MAX);
+                return Err(rush_engine::ConfigError::between(field, value.into(), 1, max));
+            }
+        }
+        let buffers = [
+            ("inbound_bytes_max", self.inbound_bytes_max),
+            ("outbound_bytes_max", self.outbound_bytes_max),
+        ];
+        for (field, value) in buffers {
+            if !(MAX_FRAME_SIZE..=BUFFER_BYTES_MAX).contains(&value) {
+                let (min, max) = (MAX_FRAME_SIZE as u64, BUFFER_BYTES_MAX as u64);
+                return Err(rush_engine::ConfigError::between(field, value as u64, min, max));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for ConnLimits {
@@ -109,7 +152,9 @@ impl<H> Conn<H> {
     pub fn finished(&self) -> bool {
         self.outbound.is_empty()
             && ((self.close_after_flush && self.closing.is_some())
-                || (self.read_closed && self.in_flight == 0 && self.pending_input() < 64))
+                || (self.read_closed
+                    && self.in_flight == 0
+                    && self.pending_input() < REQUEST_SIZE_MIN))
     }
 
     fn consume(&mut self, count: usize) {
@@ -118,7 +163,7 @@ impl<H> Conn<H> {
         if self.inbound_start == self.inbound.len() {
             self.inbound.clear();
             self.inbound_start = 0;
-        } else if self.inbound_start >= 64 * 1024 {
+        } else if self.inbound_start >= INBOUND_COMPACT_BYTES {
             self.inbound.drain(..self.inbound_start);
             self.inbound_start = 0;
         }
@@ -341,7 +386,7 @@ impl<H> Connections<H> {
                 || conn.outbound.len() >= limits.outbound_bytes_max
                 || !core.accepts_clients()
             {
-                blocked = conn.pending_input() >= 64;
+                blocked = conn.pending_input() >= REQUEST_SIZE_MIN;
                 break;
             }
             let bytes = &conn.inbound[conn.inbound_start..];
@@ -355,7 +400,7 @@ impl<H> Connections<H> {
                     Err(error) => match error.class() {
                         ErrorClass::Incomplete => None,
                         ErrorClass::FrameLocal => error.frame().map(|frame| frame.length),
-                        ErrorClass::Fatal => Some(bytes.len().min(64)),
+                        ErrorClass::Fatal => Some(bytes.len().min(CAPTURE_FATAL_BYTES_MAX)),
                     },
                 };
                 if let Some(length) = length {

@@ -26,6 +26,7 @@ fn core() -> ShardCore {
         pin: false,
         idle_spin_us: 0,
         idle_park_max_ms: 1,
+        parked_max: rush_runtime::shard::PARKED_MAX_DEFAULT,
     };
     Mesh::build(&config).expect("a valid configuration").shards.pop().expect("one shard")
 }

@@ -36,7 +36,7 @@ use rush_runtime::{
     ShardCore, StopState,
 };
 
-pub use conn::{ConnLimits, NetCounters};
+pub use conn::{ConnLimits, NetCounters, BUFFER_BYTES_MAX, CONNECTION_LIMIT_MAX};
 pub use probe::{probe_io_uring, ProbeError};
 
 use crate::capture::{CaptureSink, CaptureWriter};
@@ -153,7 +153,7 @@ impl fmt::Display for ServerError {
         match self {
             ServerError::Config(reason) => write!(formatter, "invalid configuration: {reason}"),
             ServerError::Engine(error) => {
-                write!(formatter, "invalid engine configuration: {error}")
+                write!(formatter, "invalid configuration: {error}")
             }
             ServerError::Bind { address, error } => {
                 write!(formatter, "cannot listen on {address}: {error}")
@@ -237,15 +237,7 @@ impl Server {
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
         let mut runtime = config.runtime;
         runtime.port_count = 0;
-        if config.limits.connection_max == 0 || config.limits.connection_max > 1 << 20 {
-            return Err(ServerError::Config("connection_max must be 1..=1048576".into()));
-        }
-        if config.limits.pipeline_max == 0 || config.limits.pipeline_max > 1 << 20 {
-            return Err(ServerError::Config("pipeline_max must be 1..=1048576".into()));
-        }
-        if config.limits.inbound_bytes_max < crate::protocol::MAX_FRAME_SIZE {
-            return Err(ServerError::Config("inbound_bytes_max must hold a frame".into()));
-        }
+        config.limits.validate()?;
         let (backend, backend_reason) = match config.backend {
             BackendChoice::Epoll => {
                 (Backend::Epoll, "forced (RUSH_IO=epoll or --io epoll)".to_string())
