@@ -1,4 +1,4 @@
-//! The invariant checker: BRIEF §2 invariants 1–5 over one engine's whole state.
+//! The invariant checker: invariants 1–5 of docs/SEMANTICS.md over one engine's whole state.
 //!
 //! It recomputes every derived total from the reservations themselves, so it catches a
 //! counter that drifted as well as a rule that was broken. It is O(state) and meant for
@@ -10,7 +10,8 @@ use crate::engine::{Engine, KeyOp};
 use crate::types::*;
 use crate::wheel::NIL;
 
-/// A broken invariant: which one (1–5 of BRIEF §2, 0 for internal structure) and what.
+/// A broken invariant: which one (1–5 of docs/SEMANTICS.md, 0 for internal structure) and
+/// what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub invariant: u8,

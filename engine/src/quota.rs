@@ -18,7 +18,7 @@
 //!   coordinator **reclaims**: [`Message::Reclaim`] to every shard, each answers
 //!   [`Message::Surrender`] with its whole bucket and marks the bucket *drained*. Only when a
 //!   round finds nothing anywhere is a request refused SOLD_OUT. So no unit is stranded in a
-//!   bucket while a buyer is turned away (BRIEF §2 invariant 6).
+//!   bucket while a buyer is turned away (SEMANTICS.md invariant 6).
 //! - A drained bucket stays empty: units released on its shard (cancel, expiry, a grant for a
 //!   reservation cancelled meanwhile) go back to the pool with [`Message::Release`]. A grant
 //!   with a refill chunk re-opens the bucket.

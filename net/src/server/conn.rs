@@ -148,6 +148,11 @@ impl<H> Conn<H> {
         self.inbound.len() - self.inbound_start
     }
 
+    /// True when the connection must close now, without flushing (a socket error).
+    pub fn aborted(&self) -> bool {
+        self.closing.is_some() && !self.close_after_flush
+    }
+
     /// True once everything asked was answered and written out after EOF or a fatal error.
     pub fn finished(&self) -> bool {
         self.outbound.is_empty()

@@ -108,6 +108,10 @@ impl EpollDriver {
 }
 
 impl Driver for EpollDriver {
+    fn begin_stop(&mut self) {
+        self.stop_accepting();
+    }
+
     fn receive(&mut self, core: &mut ShardCore, now_ms: u64) -> io::Result<usize> {
         if !std::mem::take(&mut self.events_fresh) {
             self.poll_now(Some(Duration::ZERO))?;
@@ -156,10 +160,6 @@ impl Driver for EpollDriver {
         Ok(Box::new(MioNotify(Arc::clone(&self.waker))))
     }
 
-    fn begin_stop(&mut self) {
-        self.begin_shutdown();
-    }
-
     fn clients_done(&self) -> bool {
         self.connections.is_empty()
     }
@@ -189,7 +189,7 @@ impl EpollDriver {
         }
     }
 
-    fn begin_shutdown(&mut self) {
+    fn stop_accepting(&mut self) {
         self.accepting = false;
         for (listener, _) in &mut self.listeners {
             let _ = self.poll.registry().deregister(listener);
@@ -371,11 +371,7 @@ impl EpollDriver {
 
     fn maybe_close(&mut self, slot: u32) {
         let Some(conn) = self.connections.get_slot(slot) else { return };
-        let done = match conn.closing {
-            Some(_) if !conn.close_after_flush => true,
-            _ => conn.finished(),
-        };
-        if !done {
+        if !(conn.aborted() || conn.finished()) {
             return;
         }
         if let Some(mut conn) = self.connections.release(slot) {

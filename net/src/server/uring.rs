@@ -270,6 +270,10 @@ impl UringDriver {
 }
 
 impl Driver for UringDriver {
+    fn begin_stop(&mut self) {
+        self.stop_accepting();
+    }
+
     fn receive(&mut self, core: &mut ShardCore, now_ms: u64) -> io::Result<usize> {
         let work = self.reap();
         Ok(work + self.connections.process(core, now_ms))
@@ -317,10 +321,6 @@ impl Driver for UringDriver {
 
     fn notifier(&self) -> io::Result<Box<dyn Notify>> {
         Ok(Box::new(NotifyEventFd(Arc::clone(&self.eventfd))))
-    }
-
-    fn begin_stop(&mut self) {
-        self.begin_shutdown();
     }
 
     fn clients_done(&self) -> bool {
@@ -450,7 +450,7 @@ impl UringDriver {
     }
 
     /// Stop accepting and reading; answer what is in flight.
-    fn begin_shutdown(&mut self) {
+    fn stop_accepting(&mut self) {
         self.accepting = false;
         for listener in &self.listeners {
             // SAFETY: shutting down a listening socket we own wakes and ends its accept.
@@ -702,11 +702,7 @@ impl UringDriver {
     /// Closes the connection if it is done and no operation refers to it any more.
     fn maybe_close(&mut self, slot: u32) {
         let Some(conn) = self.connections.get_slot(slot) else { return };
-        let done = match conn.closing {
-            Some(_) if !conn.close_after_flush => true,
-            _ => conn.finished() && conn.handle.sending.is_empty(),
-        };
-        if !done {
+        if !(conn.aborted() || (conn.finished() && conn.handle.sending.is_empty())) {
             return;
         }
         if conn.closing.is_none() {
