@@ -3,6 +3,7 @@
 //! retention, config validation and the monotonic clock (docs/SEMANTICS.md, Tables and
 //! their bounds, Request keys, Clock).
 
+use rush_engine::ReservationIdParts;
 use rush_engine::{
     Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView, Reserve,
     ResultCode, SkuSpec, Target, NOW_MS_LIMIT, RESERVE_FLAG_PAY,
@@ -69,12 +70,12 @@ fn bare(code: ResultCode) -> Reply {
     Reply { result: code, original: code, body: ReplyBody::None }
 }
 
-fn slot_of(id: u64) -> u64 {
-    id & 0xFFFF_FFFF
+fn slot_of(id: u64) -> u32 {
+    ReservationIdParts::parse(id).slot
 }
 
-fn generation_of(id: u64) -> u64 {
-    id >> 32
+fn generation_of(id: u64) -> u32 {
+    ReservationIdParts::parse(id).generation
 }
 
 /// The answer `Engine::new` gives a config: the failing field, or `None` when valid.
@@ -369,16 +370,25 @@ fn table_sizes_are_at_most_2_pow_28() {
         assert_eq!(refused_field(config), Some(field), "{field}");
         assert_eq!(config.validate().map_err(|error| error.field), Err(field));
     }
-    // 2^28 itself is valid (checked without allocating).
+    // 2^28 itself is valid (checked without allocating), except for reservation slots,
+    // whose index has 26 bits in a reservation id, and quantities, kept in 16 bits.
     let at_limit = Config {
         sku_max: 1 << 28,
         account_max: 1 << 28,
-        reservation_max: 1 << 28,
+        reservation_max: 1 << 26,
         request_key_max: 1 << 28,
         limit_entry_max: 1 << 28,
+        quantity_max: u32::from(u16::MAX),
         ..base
     };
     assert_eq!(at_limit.validate(), Ok(()));
+    let narrow = [
+        ("reservation_max", Config { reservation_max: (1 << 26) + 1, ..at_limit }),
+        ("quantity_max", Config { quantity_max: u32::from(u16::MAX) + 1, ..at_limit }),
+    ];
+    for (field, config) in narrow {
+        assert_eq!(config.validate().map_err(|error| error.field), Err(field));
+    }
 }
 
 #[test]

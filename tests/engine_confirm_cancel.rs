@@ -2,6 +2,7 @@
 //! cancel-before-reserve tombstones, money and stock on both paths, and hold expiry exactly
 //! at the deadline (docs/SEMANTICS.md, CONFIRM / CANCEL / Timers).
 
+use rush_engine::ReservationIdParts;
 use rush_engine::{
     AccountView, Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView,
     Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_PAY,
@@ -368,14 +369,17 @@ fn unknown_reservation_for_bogus_ids() {
     let first = hold(&mut engine, T, rsv(ALICE, 1, 1)).reservation;
     let second = hold(&mut engine, T, rsv(ALICE, 1, 2)).reservation;
     // Only these two ids were ever issued: any other non-zero id names nothing.
-    let slot = |id: u64| id & 0xFFFF_FFFF;
-    let generation = |id: u64| id >> 32;
-    let nonzero_slot = if slot(first) != 0 { slot(first) } else { slot(second) };
+    let parts = ReservationIdParts::parse(first);
+    let id = |generation: u32, shard: u32, slot: u32| {
+        ReservationIdParts { generation, shard, slot }.id()
+    };
+    let other_slot = parts.slot.max(ReservationIdParts::parse(second).slot) + 1;
     let bogus = [
-        ("wrong generation", ((generation(first) + 1) << 32) | slot(first)),
-        ("generation 0", nonzero_slot),
-        ("slot out of range", (generation(first) << 32) | 0xFFFF_FFFE),
-        ("unused slot", (1 << 32) | (slot(first).max(slot(second)) + 1)),
+        ("wrong generation", id(parts.generation + 1, parts.shard, parts.slot)),
+        ("generation 0", id(0, parts.shard, parts.slot.max(1))),
+        ("another shard", id(parts.generation, parts.shard + 1, parts.slot)),
+        ("slot out of range", id(parts.generation, parts.shard, (1 << 26) - 2)),
+        ("unused slot", id(1, parts.shard, other_slot)),
         ("all ones", u64::MAX),
     ];
     let hash = engine.state_hash();

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use proptest::prelude::*;
+use rush_engine::ReservationIdParts;
 use rush_engine::{
     AccountView, Config, Engine, Event, Reply, ReplyBody, Request, ReservationState,
     ReservationView, Reserve, ResultCode, SkuSpec, SkuView, Target, RESERVE_FLAGS_KNOWN,
@@ -1590,8 +1591,8 @@ impl Harness {
                 "engine reservation id {engine_id:#x} is new, but the model's {model_id} is not"
             ));
         }
-        let generation = engine_id >> 32;
-        if generation == 0 || generation >= 1 << 24 {
+        let parts = ReservationIdParts::parse(engine_id);
+        if parts.generation == 0 || parts.shard != 0 {
             return Err(format!("engine reservation id {engine_id:#x}: bad generation"));
         }
         self.e2m.insert(engine_id, model_id);

@@ -18,7 +18,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rush_engine::quota::{coordinator_shard, home_shard, route, Envelope, Placement};
+use rush_engine::quota::{
+    coordinator_shard, home_shard, route, Envelope, Placement, ADMIN_ACCOUNT,
+};
 use rush_engine::*;
 
 /// Seeds CI runs (each 2–8 shards, `STEPS` steps, then quiescence and the final sale).
@@ -89,6 +91,10 @@ struct Simulation {
     skus: Vec<SkuId>,
     zipf_cdf: Vec<f64>,
     reserves: BTreeMap<(AccountId, RequestKey), ReserveRecord>,
+    /// RESERVEs the coordinator refused (their keys stay unused), with the refusal.
+    refused: BTreeMap<(AccountId, RequestKey), ResultCode>,
+    /// ADJUST_STOCKs the admin home sent to their coordinator, awaiting their answer.
+    adjustments_waiting: BTreeMap<RequestKey, (SkuId, i64)>,
     /// The last steps, kept only when replaying a failed seed (formatting every step would
     /// dominate the run time; a seed reproduces its run, so a failure is replayed traced).
     trace: VecDeque<String>,
@@ -129,6 +135,8 @@ impl Simulation {
             skus: Vec::new(),
             zipf_cdf,
             reserves: BTreeMap::new(),
+            adjustments_waiting: BTreeMap::new(),
+            refused: BTreeMap::new(),
             trace: VecDeque::new(),
             tracing,
         }
@@ -247,6 +255,21 @@ impl Simulation {
         if home_shard(event.account, self.shard_count()) != shard {
             return Err(self.fail(format!("event for {id:?} on a foreign shard {shard}")));
         }
+        if event.account == ADMIN_ACCOUNT {
+            // The final answer of an ADJUST_STOCK the admin home sent to the coordinator.
+            let allowed = matches!(
+                event.reply.result,
+                ResultCode::Ok
+                    | ResultCode::UnknownSku
+                    | ResultCode::Overflow
+                    | ResultCode::SoldOut
+                    | ResultCode::Overloaded
+            );
+            if !allowed || self.adjustments_waiting.remove(&event.key).is_none() {
+                return Err(self.fail(format!("unexpected admin event {event:?}")));
+            }
+            return Ok(());
+        }
         let allowed = matches!(
             event.reply.result,
             ResultCode::Ok
@@ -255,8 +278,19 @@ impl Simulation {
                 | ResultCode::AlreadyCancelled
                 | ResultCode::Overloaded
         );
+        // SOLD_OUT and OVERLOADED from the coordinator are refusals, as on one shard: the
+        // key stays unused (a retry runs afresh) and the answer has no body.
+        let refusal = matches!(event.reply.result, ResultCode::SoldOut | ResultCode::Overloaded);
         let record = self.reserves.get_mut(&id);
         match record {
+            Some(record) if record.final_result.is_none() && refusal => {
+                if event.reply.body != ReplyBody::None {
+                    return Err(self.fail(format!("a refusal with a body: {event:?}")));
+                }
+                self.reserves.remove(&id);
+                self.refused.insert(id, event.reply.result);
+                Ok(())
+            }
             Some(record) if record.final_result.is_none() && allowed => {
                 record.final_result = Some(event.reply.result);
                 Ok(())
@@ -512,7 +546,10 @@ impl Simulation {
                 -(self.rng.range(1, 2) as i64)
             };
             let key = self.fresh_key();
-            self.submit(Request::AdjustStock { sku, delta, key })?;
+            let reply = self.submit(Request::AdjustStock { sku, delta, key })?;
+            if reply.result == ResultCode::Waiting {
+                self.adjustments_waiting.insert(key, (sku, delta));
+            }
         } else {
             let sku = self.pick_sku();
             let request =
@@ -550,6 +587,9 @@ impl Simulation {
         {
             return Err(self.fail(format!("{id:?} never got a final answer: {record:?}")));
         }
+        if let Some((key, adjustment)) = self.adjustments_waiting.iter().next() {
+            return Err(self.fail(format!("ADJUST_STOCK {key} {adjustment:?} never answered")));
+        }
         self.final_sale()
     }
 
@@ -581,7 +621,10 @@ impl Simulation {
                 let reply = self.submit(Request::Reserve(reserve))?;
                 self.quiesce_with(false)?;
                 let result = match reply.result {
-                    ResultCode::Waiting => self.reserves[&(account, key)].final_result,
+                    ResultCode::Waiting => match self.reserves.get(&(account, key)) {
+                        Some(record) => record.final_result,
+                        None => self.refused.get(&(account, key)).copied(),
+                    },
                     other => Some(other),
                 };
                 match result {

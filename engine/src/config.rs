@@ -108,6 +108,17 @@ impl Config {
                 return Err(ConfigError { field, value: u64::from(value), rule });
             }
         }
+        // A reservation id has 26 bits for its slot (`ReservationIdParts`), and a slot keeps
+        // its quantity in 16 bits.
+        let narrow: [(&'static str, u64, u64); 2] = [
+            ("reservation_max", self.reservation_max.into(), RESERVATION_MAX_LIMIT.into()),
+            ("quantity_max", self.quantity_max.into(), u16::MAX.into()),
+        ];
+        for (field, value, max) in narrow {
+            if value > max {
+                return Err(ConfigError { field, value, rule: ConfigRule::AtMost(max) });
+            }
+        }
         if self.waitlist_max > self.reservation_max {
             return Err(ConfigError {
                 field: "waitlist_max",
@@ -156,6 +167,9 @@ impl Config {
 /// Largest capacity of any engine table (slots and timer sentinels share a u32 index space,
 /// and hash tables round up to a power of two).
 pub const TABLE_LEN_MAX: u32 = 1 << 28;
+
+/// Largest `reservation_max`: a reservation id has 26 bits for the slot index.
+pub const RESERVATION_MAX_LIMIT: u32 = 1 << crate::ReservationIdParts::SLOT_BITS;
 
 /// The rule a configuration value broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

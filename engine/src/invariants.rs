@@ -93,7 +93,7 @@ impl Engine {
             let record = self.keys.get(&(slot.account, slot.key));
             let expected_result =
                 if state == ReservationState::Held { ResultCode::Ok } else { ResultCode::Waiting };
-            let reservation = (u64::from(slot.generation()) << 32) | index as u64;
+            let reservation = self.reservation_id(index as u32);
             match record {
                 Some(record)
                     if record.op == KeyOp::Reserve
@@ -254,8 +254,8 @@ impl Engine {
             if record.op != KeyOp::Reserve {
                 continue;
             }
-            let index = (record.reservation & 0xFFFF_FFFF) as usize;
-            let generation = (record.reservation >> 32) as u32;
+            let parts = ReservationIdParts::parse(record.reservation);
+            let (index, generation) = (parts.slot as usize, parts.generation);
             let Some(slot) = self.slots.get(index) else {
                 return violation(4, format!("key ({account}, {key}) names slot {index}"));
             };

@@ -24,7 +24,7 @@ pub mod table;
 mod types;
 mod wheel;
 
-pub use config::{Config, ConfigError, ConfigRule, TABLE_LEN_MAX};
+pub use config::{Config, ConfigError, ConfigRule, RESERVATION_MAX_LIMIT, TABLE_LEN_MAX};
 pub use engine::{Counters, Engine, SkuLevels, NOW_MS_LIMIT};
 pub use hash::StateHasher;
 pub use invariants::Violation;

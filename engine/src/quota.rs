@@ -78,8 +78,12 @@ pub fn coordinator_shard(sku: SkuId, shard_count: u32) -> u32 {
     (mix64(sku ^ 0x0000_0000_736b_7500) % u64::from(shard_count)) as u32
 }
 
-/// Which shard must apply `request`: the account's home for everything about an account,
-/// the SKU's coordinator for admin operations. QUERY_SKU and PING may run anywhere (`None`).
+/// The admin namespace of request keys (ADJUST_STOCK): account 0 is never a buyer.
+pub const ADMIN_ACCOUNT: AccountId = 0;
+
+/// Which shard must apply `request`: the account's home for everything about an account
+/// (ADJUST_STOCK: the admin namespace's home), the SKU's coordinator for the other admin
+/// operations. QUERY_SKU and PING may run anywhere (`None`).
 pub fn route(request: &Request, shard_count: u32) -> Option<u32> {
     match *request {
         Request::Reserve(Reserve { account, .. })
@@ -89,10 +93,13 @@ pub fn route(request: &Request, shard_count: u32) -> Option<u32> {
         | Request::QueryReservation { account, .. }
         | Request::Deposit { account, .. }
         | Request::Withdraw { account, .. } => Some(home_shard(account, shard_count)),
-        Request::PutSku(SkuSpec { sku, .. })
-        | Request::AdjustStock { sku, .. }
-        | Request::Pause { sku }
-        | Request::Resume { sku } => Some(coordinator_shard(sku, shard_count)),
+        // ADJUST_STOCK's key lives in the admin namespace (account 0), which has one home
+        // like any account: one admin key space whatever the number of shards. The home
+        // asks the SKU's coordinator to apply the adjustment.
+        Request::AdjustStock { .. } => Some(home_shard(ADMIN_ACCOUNT, shard_count)),
+        Request::PutSku(SkuSpec { sku, .. }) | Request::Pause { sku } | Request::Resume { sku } => {
+            Some(coordinator_shard(sku, shard_count))
+        }
         Request::QuerySku { .. } | Request::Ping => None,
     }
 }
@@ -123,6 +130,11 @@ pub enum Message {
     SetPaused { sku: SkuId, paused: bool },
     /// Coordinator → every shard: nothing is left anywhere (`true`), or units are back.
     Dry { sku: SkuId, dry: bool },
+    /// Admin home → coordinator: apply an ADJUST_STOCK whose key the admin home recorded.
+    Adjust { sku: SkuId, delta: i64, key: RequestKey },
+    /// Coordinator → admin home: the adjustment's outcome (OK, or a refusal that leaves the
+    /// key unused: UNKNOWN_SKU, OVERFLOW, SOLD_OUT, OVERLOADED).
+    Adjusted { sku: SkuId, key: RequestKey, result: ResultCode },
 }
 
 /// A message with its addresses.
@@ -149,7 +161,9 @@ impl Message {
             | Message::Deny { sku, .. }
             | Message::Reclaim { sku }
             | Message::SetPaused { sku, .. }
-            | Message::Dry { sku, .. } => (sku, 0),
+            | Message::Dry { sku, .. }
+            | Message::Adjust { sku, .. }
+            | Message::Adjusted { sku, .. } => (sku, 0),
             Message::Define { spec } => (spec.sku, 0),
         }
     }

@@ -7,8 +7,51 @@
 pub type SkuId = u64;
 /// A buyer. Never 0: account 0 is the namespace of the admin SKU operations' request keys.
 pub type AccountId = u64;
-/// An engine-assigned reservation handle: `generation << 32 | slot`. Never 0.
+/// An engine-assigned reservation handle, unique for the life of a data directory across
+/// every shard: see [`ReservationIdParts`] for the layout. Never 0.
 pub type ReservationId = u64;
+
+/// The layout of a [`ReservationId`] (documented in docs/PROTOCOL.md, "Reservation ids"):
+///
+/// ```text
+///  63                 32 31      26 25                     0
+/// ┌─────────────────────┬──────────┬────────────────────────┐
+/// │ generation (32 bits)│ shard (6)│ slot (26 bits)         │
+/// └─────────────────────┴──────────┴────────────────────────┘
+/// ```
+///
+/// `slot` is the reservation's index in its shard's table (so a lookup by id needs no hash),
+/// `shard` the shard that holds it (so two shards never hand out the same id), and
+/// `generation` the slot's allocation counter, bumped at every reuse of the slot and by a
+/// large jump at every start (so an id lost with an unsynced journal tail is never handed
+/// out again). Generations start at 1, so an id is never 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReservationIdParts {
+    pub generation: u32,
+    pub shard: u32,
+    pub slot: u32,
+}
+
+impl ReservationIdParts {
+    /// Bits of the slot index: `reservation_max` is at most `2^26`.
+    pub const SLOT_BITS: u32 = 26;
+    /// Bits of the shard: at most 64 shards.
+    pub const SHARD_BITS: u32 = 6;
+
+    pub const fn id(self) -> ReservationId {
+        (self.generation as u64) << 32
+            | (self.shard as u64) << Self::SLOT_BITS
+            | self.slot as u64 & ((1 << Self::SLOT_BITS) - 1)
+    }
+
+    pub const fn parse(id: ReservationId) -> ReservationIdParts {
+        ReservationIdParts {
+            generation: (id >> 32) as u32,
+            shard: ((id >> Self::SLOT_BITS) & ((1 << Self::SHARD_BITS) - 1)) as u32,
+            slot: (id & ((1 << Self::SLOT_BITS) - 1)) as u32,
+        }
+    }
+}
 /// A client-chosen idempotency key, unique per account. Never 0.
 pub type RequestKey = u64;
 

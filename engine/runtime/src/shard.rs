@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::published::Board;
 use crate::ring::{channel, Consumer, Producer};
 use crate::waker::Doorbell;
-use rush_engine::quota::{route, Envelope, Placement};
+use rush_engine::quota::{route, Envelope, Placement, ADMIN_ACCOUNT};
 use rush_engine::table::FixedMap;
 use rush_engine::{Config, ConfigError, Engine, Event, Reply, Request, ResultCode};
 
@@ -483,16 +483,23 @@ impl ShardCore {
             Request::QuerySku { sku } if self.shard_count() > 1 => {
                 self.board.query_sku(&self.engine, *sku)
             }
-            // A RESERVE may park, and a parked RESERVE needs a place in `parked`.
-            Request::Reserve(_) if self.parked.is_full() => Reply::code(ResultCode::Overloaded),
+            // A RESERVE (or, with shards, an ADJUST_STOCK) may park, and a parked request
+            // needs a place in `parked`.
+            Request::Reserve(_) | Request::AdjustStock { .. } if self.parked.is_full() => {
+                Reply::code(ResultCode::Overloaded)
+            }
             _ => self.engine.execute(now_ms, request),
         };
         if reply.result == ResultCode::Waiting {
-            if let Request::Reserve(reserve) = request {
-                let key = (reserve.account, reserve.key);
+            let key = match *request {
+                Request::Reserve(reserve) => Some((reserve.account, reserve.key)),
+                Request::AdjustStock { key, .. } => Some((ADMIN_ACCOUNT, key)),
+                _ => None,
+            };
+            if let Some(key) = key {
                 debug_assert!(self.parked.get(&key).is_none(), "one WAITING per (account, key)");
                 let inserted = self.parked.insert(key, reply_to);
-                assert!(inserted.is_ok(), "room was checked before the RESERVE ran");
+                assert!(inserted.is_ok(), "room was checked before the request ran");
                 return;
             }
         }

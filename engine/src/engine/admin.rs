@@ -80,6 +80,9 @@ impl Engine {
             buckets_may_hold: false,
             dry_announced: false,
             no_wait_waiters: 0,
+            reduction_pending: 0,
+            reduction_key: 0,
+            reduction_from: 0,
         });
         self.sku_index.insert(spec.sku, index).expect("room was checked");
         index
@@ -93,13 +96,14 @@ impl Engine {
         if let Some(record) = self.keys.get(&(ADMIN_ACCOUNT, key)).copied() {
             return self.replay(ADMIN_ACCOUNT, &record, KeyOp::AdjustStock, fingerprint);
         }
+        if self.sharded() {
+            // This shard is the admin namespace's home: it keeps the key, the SKU's
+            // coordinator applies the adjustment (quota.rs).
+            return self.adjust_remote(sku, delta, key, fingerprint);
+        }
         let Some(index) = self.sku_index.get(&sku).copied() else {
             return Reply::code(ResultCode::UnknownSku);
         };
-        if self.sharded() {
-            assert_eq!(self.placement.coordinator_of(sku), self.placement.shard);
-            return self.adjust_pool(index, delta, key, fingerprint);
-        }
         let current = self.skus[index as usize];
         let magnitude = delta.unsigned_abs();
         let (total, available) = if delta > 0 {

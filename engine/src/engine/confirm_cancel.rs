@@ -38,7 +38,7 @@ impl Engine {
             wallet.spent += slot.amount;
         }
         self.finish(index, ReservationState::Confirmed);
-        let reservation = reservation_id(slot.generation(), index);
+        let reservation = self.reservation_id(index);
         self.record_key(
             account,
             key,
@@ -111,7 +111,7 @@ impl Engine {
             self.finish(index, ReservationState::Cancelled);
             self.resolve_parked(index, ResultCode::AlreadyCancelled);
             let sku = self.skus[slot.sku_index as usize].id;
-            let reservation = reservation_id(slot.generation(), index);
+            let reservation = self.reservation_id(index);
             self.send(self.placement.coordinator_of(sku), Message::Withdraw { sku, reservation });
         } else if was_waiting {
             self.withdraw_waiter(index);
@@ -122,7 +122,7 @@ impl Engine {
             self.release_held(index);
             self.finish(index, ReservationState::Cancelled);
         }
-        let reservation = reservation_id(slot.generation(), index);
+        let reservation = self.reservation_id(index);
         self.record_key(
             account,
             key,
@@ -194,7 +194,7 @@ impl Engine {
         if sku.per_user_limit != 0 {
             let limit_key = (slot.account, sku.id);
             let used = self.limits.get_mut(&limit_key).expect("live units are counted");
-            *used -= slot.quantity;
+            *used -= u32::from(slot.quantity);
             if *used == 0 {
                 self.limits.remove(&limit_key);
             }

@@ -30,6 +30,21 @@ impl Engine {
         debug_assert_eq!(self.keys.len(), self.key_fifo.len());
     }
 
+    /// Forgets a key recorded for a request that turned out to be refused (multi-shard: the
+    /// coordinator refused it after the home recorded the key), so that the key stays unused
+    /// as one shard would leave it. The key was recorded moments ago: its FIFO entry is
+    /// searched from the newest end.
+    pub(crate) fn forget_key(&mut self, account: AccountId, key: RequestKey) {
+        self.keys.remove(&(account, key)).expect("the key being forgotten is recorded");
+        let position = self
+            .key_fifo
+            .iter()
+            .rposition(|entry| entry.account == account && entry.key == key)
+            .expect("the FIFO mirrors the table");
+        self.key_fifo.remove(position);
+        debug_assert_eq!(self.keys.len(), self.key_fifo.len());
+    }
+
     /// The answer to a request whose key is already recorded: DUPLICATE with the original
     /// outcome when the parameters match, KEY_REUSED otherwise.
     pub(crate) fn replay(

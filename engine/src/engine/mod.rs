@@ -31,8 +31,7 @@ pub(crate) use keys::fingerprint;
 /// Clock readings must stay below this (see `advance`).
 pub const NOW_MS_LIMIT: u64 = 1 << 60;
 
-/// The admin namespace of request keys (ADJUST_STOCK): account 0 is never a buyer.
-pub(crate) const ADMIN_ACCOUNT: AccountId = 0;
+pub(crate) use crate::quota::ADMIN_ACCOUNT;
 
 /// Which operation recorded a request key.
 #[repr(u8)]
@@ -110,6 +109,13 @@ pub(crate) struct Sku {
     pub(crate) dry_announced: bool,
     /// Coordinator only: queued proxies of RESERVEs without a wait.
     pub(crate) no_wait_waiters: u32,
+    /// Coordinator only: a reduction (ADJUST_STOCK with a negative delta) waiting for a
+    /// reclaim round, because the pool alone holds fewer units: its size (0 = none), its
+    /// key and the admin home to answer. At most one per SKU; it goes first when the round
+    /// ends.
+    pub(crate) reduction_pending: u64,
+    pub(crate) reduction_key: RequestKey,
+    pub(crate) reduction_from: u32,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,9 +135,7 @@ pub(crate) const SLOT_FLAG_REMOTE: u32 = 1 << 2;
 pub(crate) const SLOT_FLAG_PROXY: u32 = 1 << 3;
 const _: () = assert!((SLOT_FLAG_REMOTE | SLOT_FLAG_PROXY) & RESERVE_FLAGS_KNOWN == 0);
 
-const STATE_SHIFT: u32 = 24;
-const FLAGS_SHIFT: u32 = 28;
-const GENERATION_MASK: u32 = (1 << STATE_SHIFT) - 1;
+const FLAGS_SHIFT: u16 = 4;
 
 /// One reservation slot: 56 bytes here plus 8 bytes of timer links in the wheel = 64.
 #[derive(Clone, Copy, Debug, Default)]
@@ -142,11 +146,15 @@ pub(crate) struct Slot {
     /// Expiry while held (and after); wait deadline while waiting.
     pub(crate) deadline_ms: u64,
     pub(crate) sku_index: u32,
-    pub(crate) quantity: u32,
+    /// At most `quantity_max`, which is at most `u16::MAX`.
+    pub(crate) quantity: u16,
+    /// state (4 bits) | flags (4 bits: PAY, BUY, REMOTE, PROXY).
+    state_flags: u16,
     /// Hold time to apply when a waiter is matched.
     pub(crate) hold_ms: u32,
-    /// generation (24 bits) | state (4 bits) | reserve flags (4 bits).
-    packed: u32,
+    /// Bumped at every allocation of the slot, and by [`Engine::jump_generations`] at every
+    /// start: part of the reservation id (see [`crate::ReservationIdParts`]).
+    generation: u32,
     /// Waitlist links while waiting; `wait_next` threads the free list while free.
     pub(crate) wait_prev: u32,
     pub(crate) wait_next: u32,
@@ -157,35 +165,40 @@ const _: () = assert!(core::mem::size_of::<Slot>() == 56);
 impl Slot {
     #[inline]
     pub(crate) fn generation(&self) -> u32 {
-        self.packed & GENERATION_MASK
+        self.generation
     }
 
     #[inline]
     pub(crate) fn state(&self) -> ReservationState {
         // Only values written by `set_state` are ever stored.
-        ReservationState::from_u8(((self.packed >> STATE_SHIFT) & 0xF) as u8)
-            .unwrap_or(ReservationState::None)
+        ReservationState::from_u8((self.state_flags & 0xF) as u8).unwrap_or(ReservationState::None)
     }
 
     #[inline]
     pub(crate) fn flags(&self) -> u32 {
-        self.packed >> FLAGS_SHIFT
+        u32::from(self.state_flags >> FLAGS_SHIFT)
     }
 
     #[inline]
     pub(crate) fn set_state(&mut self, state: ReservationState) {
-        self.packed = (self.packed & !(0xF << STATE_SHIFT)) | ((state as u32) << STATE_SHIFT);
+        self.state_flags = (self.state_flags & !0xF) | state as u16;
+    }
+
+    /// The word the state hash covers: state, flags and generation.
+    pub(crate) fn packed(&self) -> u64 {
+        (u64::from(self.generation) << 16) | u64::from(self.state_flags)
     }
 
     fn set_generation_and_flags(&mut self, generation: u32, flags: u32) {
-        debug_assert!(generation != 0 && generation <= GENERATION_MASK);
-        debug_assert!(flags <= 0xF);
-        self.packed = generation | (flags << FLAGS_SHIFT);
+        assert!(generation != 0);
+        assert!(flags <= 0xF);
+        self.generation = generation;
+        self.state_flags = (flags as u16) << FLAGS_SHIFT;
     }
 
     pub(crate) fn add_flags(&mut self, flags: u32) {
-        debug_assert!(flags <= 0xF);
-        self.packed |= flags << FLAGS_SHIFT;
+        assert!(flags <= 0xF);
+        self.state_flags |= (flags as u16) << FLAGS_SHIFT;
     }
 
     #[inline]
@@ -497,7 +510,7 @@ impl Engine {
                 self.keys.prefetch(&(account, key));
                 match target {
                     Target::Reservation(reservation) => {
-                        let index = (reservation & 0xFFFF_FFFF) as usize;
+                        let index = ReservationIdParts::parse(reservation).slot as usize;
                         if let Some(slot) = self.slots.get(index) {
                             core::hint::black_box(slot.account);
                         }
@@ -510,9 +523,32 @@ impl Engine {
     }
 }
 
-/// `generation << 32 | slot`: never 0 because generations start at 1.
-#[inline]
-pub(crate) fn reservation_id(generation: u32, index: u32) -> ReservationId {
-    debug_assert!(generation != 0);
-    (u64::from(generation) << 32) | u64::from(index)
+impl Engine {
+    /// The id of the reservation in slot `index` (its current generation, this shard).
+    #[inline]
+    pub(crate) fn reservation_id(&self, index: u32) -> ReservationId {
+        let slot = &self.slots[index as usize];
+        ReservationIdParts {
+            generation: slot.generation(),
+            shard: self.placement.shard,
+            slot: index,
+        }
+        .id()
+    }
+
+    /// Raises every slot's generation by `jump` (wrapping past `u32::MAX` is refused), so that
+    /// no id handed out before a restart can be handed out again even if the journal lost
+    /// the allocations behind it (an unsynced tail): a slot reused `jump` times within one
+    /// unsynced window would be needed. The runtime journals it as the first input of every
+    /// start, so replay repeats it. Returns false (and changes nothing) when some slot's
+    /// generation would overflow: the data directory's id space is spent.
+    pub fn jump_generations(&mut self, jump: u32) -> bool {
+        if self.slots.iter().any(|slot| slot.generation.checked_add(jump).is_none()) {
+            return false;
+        }
+        for slot in self.slots.iter_mut() {
+            slot.generation += jump;
+        }
+        true
+    }
 }

@@ -34,8 +34,14 @@ impl Engine {
                 assert!(entry.reclaim_pending > 0, "a surrender answers a reclaim");
                 entry.pool += quantity;
                 entry.reclaim_pending -= 1;
+                if entry.reclaim_pending == 0 {
+                    // A reduction that waited for the round goes before the line.
+                    self.settle_reduction(index);
+                }
                 self.feed_line(index);
             }
+            Message::Adjust { sku, delta, key } => self.on_adjust(from, sku, delta, key),
+            Message::Adjusted { sku, key, result } => self.on_adjusted(sku, key, result),
             Message::Grant { sku, reservation, quantity, refill } => {
                 self.on_grant(sku, reservation, quantity, refill)
             }
@@ -128,7 +134,7 @@ impl Engine {
         slot.deadline_ms = deadline_ms;
         let slot = *slot;
         let sku = self.skus[slot.sku_index as usize].id;
-        let reservation = reservation_id(slot.generation(), index);
+        let reservation = self.reservation_id(index);
         let coordinator = self.placement.coordinator_of(sku);
         self.counters.acquires_sent += 1;
         self.send(
@@ -136,7 +142,7 @@ impl Engine {
             Message::Acquire {
                 sku,
                 reservation,
-                quantity: slot.quantity,
+                quantity: u32::from(slot.quantity),
                 deadline_ms,
                 wait: wait_ms > 0,
             },
@@ -181,7 +187,7 @@ impl Engine {
             entry.drained = false;
         }
         if let Some(index) = self.remote_waiter(reservation) {
-            assert_eq!(self.slots[index as usize].quantity, quantity);
+            assert_eq!(u32::from(self.slots[index as usize].quantity), quantity);
             self.sku_dirty.mark(sku_index);
             self.skus[sku_index as usize].available -= u64::from(quantity);
             self.hand_out(index);
@@ -200,12 +206,28 @@ impl Engine {
         ));
         let _ = self.known_sku(sku);
         // Cancelled meanwhile: the CANCEL already gave everything back.
-        if let Some(index) = self.remote_waiter(reservation) {
-            self.return_funds_and_limit(index);
+        let Some(index) = self.remote_waiter(reservation) else { return };
+        self.return_funds_and_limit(index);
+        if result == ResultCode::WaitTimeout {
+            // A waiter that was not matched in time, exactly as on one shard.
             self.finish(index, ReservationState::WaitTimedOut);
             self.counters.waiters_timed_out += 1;
             self.resolve_parked(index, result);
+            return;
         }
+        // SOLD_OUT (no wait, nothing anywhere) or OVERLOADED (the line is full): one shard
+        // refuses these at once, recording nothing. So the RESERVE leaves no trace here
+        // either: its key is forgotten (a later retry runs afresh), its slot goes back to
+        // the free list unseen, and its answer has no body.
+        let slot = self.slots[index as usize];
+        self.forget_key(slot.account, slot.key);
+        self.release_slot(index);
+        debug_assert!(self.events.len() < self.events.capacity(), "events are drained");
+        self.events.push(Event {
+            account: slot.account,
+            key: slot.key,
+            reply: Reply::code(result),
+        });
     }
 
     // ------------------------------------------------------------------------------------
@@ -235,7 +257,7 @@ impl Engine {
         {
             let slot = &mut self.slots[index as usize];
             slot.sku_index = sku_index;
-            slot.quantity = quantity;
+            slot.quantity = u16::try_from(quantity).expect("quantity_max is at most u16::MAX");
             // A proxy names its home reservation in `amount` and its home shard in
             // `hold_ms`; it holds no funds and no units.
             slot.amount = reservation;
@@ -291,9 +313,18 @@ impl Engine {
         if slot.deadline_ms == u64::MAX {
             self.skus[slot.sku_index as usize].no_wait_waiters -= 1;
         }
+        self.release_slot(index);
+    }
+
+    /// A live slot that no client will ever look up goes back to the free list (no
+    /// retirement delay). Its generation stays bumped, so its id is never reused.
+    fn release_slot(&mut self, index: u32) {
+        assert!(!self.wheel.is_linked(index), "a released slot has no timer and no list");
         let free_head = self.free_head;
         let slot = &mut self.slots[index as usize];
+        assert_eq!(slot.state(), ReservationState::Waiting);
         slot.set_state(ReservationState::None);
+        slot.wait_prev = NIL;
         slot.wait_next = free_head;
         self.free_head = index;
         self.live_count -= 1;
@@ -368,20 +399,14 @@ impl Engine {
                     Message::Grant {
                         sku,
                         reservation: slot.amount,
-                        quantity: slot.quantity,
+                        quantity: u32::from(slot.quantity),
                         refill,
                     },
                 );
                 continue;
             }
             if entry.buckets_may_hold {
-                self.sku_dirty.mark(sku_index);
-                let entry = &mut self.skus[sku_index as usize];
-                entry.buckets_may_hold = false;
-                entry.reclaim_pending = shard_count;
-                let sku = entry.id;
-                self.counters.reclaim_rounds += 1;
-                self.broadcast_all(Message::Reclaim { sku });
+                self.start_reclaim(sku_index);
                 break;
             }
             // Nothing anywhere but the pool, and the pool is short.
@@ -406,6 +431,20 @@ impl Engine {
         self.update_dry(sku_index);
     }
 
+    /// Asks every bucket (this shard's included) for its units; decisions on the SKU wait
+    /// until every shard answered.
+    fn start_reclaim(&mut self, sku_index: u32) {
+        self.sku_dirty.mark(sku_index);
+        let shard_count = self.placement.shard_count;
+        let entry = &mut self.skus[sku_index as usize];
+        assert_eq!(entry.reclaim_pending, 0, "one round at a time");
+        entry.buckets_may_hold = false;
+        entry.reclaim_pending = shard_count;
+        let sku = entry.id;
+        self.counters.reclaim_rounds += 1;
+        self.broadcast_all(Message::Reclaim { sku });
+    }
+
     /// Tells every shard when the SKU runs dry (pool empty, every bucket drained, no round
     /// running) and when units are back.
     fn update_dry(&mut self, sku_index: u32) {
@@ -417,36 +456,23 @@ impl Engine {
         }
     }
 
-    /// ADJUST_STOCK on a coordinator: restock goes to the pool (and from there to the line
-    /// first); a reduction takes only unallocated units.
-    pub(crate) fn adjust_pool(
+    // ------------------------------------------------------------------------------------
+    // ADJUST_STOCK across shards: the admin home keeps the key, the coordinator the units.
+
+    /// ADJUST_STOCK on the admin namespace's home (`route`): the key is recorded as WAITING
+    /// and the coordinator asked to apply it; the final answer is an event (`on_adjusted`).
+    pub(crate) fn adjust_remote(
         &mut self,
-        sku_index: u32,
+        sku: SkuId,
         delta: i64,
         key: RequestKey,
         fingerprint_value: u64,
     ) -> Reply {
-        let entry = self.skus[sku_index as usize];
-        let magnitude = delta.unsigned_abs();
-        let (global_total, pool) = if delta > 0 {
-            match (entry.global_total.checked_add(magnitude), entry.pool.checked_add(magnitude)) {
-                (Some(global_total), Some(pool)) => (global_total, pool),
-                _ => return Reply::code(ResultCode::Overflow),
-            }
-        } else {
-            if entry.pool < magnitude {
-                return Reply::code(ResultCode::SoldOut);
-            }
-            (entry.global_total - magnitude, entry.pool - magnitude)
-        };
+        assert_eq!(self.placement.home_of(ADMIN_ACCOUNT), self.placement.shard);
         if !self.key_room(1) {
             return Reply::code(ResultCode::Overloaded);
         }
-        self.sku_dirty.mark(sku_index);
-        let entry = &mut self.skus[sku_index as usize];
-        entry.global_total = global_total;
-        entry.pool = pool;
-        let sku = entry.id;
+        // The SKU id rides in the record's reservation field, to replay the SKU view.
         self.record_key(
             ADMIN_ACCOUNT,
             key,
@@ -454,11 +480,102 @@ impl Engine {
                 fingerprint: fingerprint_value,
                 reservation: sku,
                 op: KeyOp::AdjustStock,
-                result: ResultCode::Ok as u16,
+                result: ResultCode::Waiting as u16,
             },
         );
-        self.feed_line(sku_index);
-        Reply::with_body(ResultCode::Ok, ReplyBody::Sku(self.sku_view(sku_index)))
+        self.send(self.placement.coordinator_of(sku), Message::Adjust { sku, delta, key });
+        Reply::code(ResultCode::Waiting)
+    }
+
+    /// The coordinator applies an adjustment: a restock goes to the pool (and from there to
+    /// the line first); a reduction takes units from the pool, and when the pool is short
+    /// and some bucket may hold units, reclaims every bucket first, as one shard would
+    /// take any unit it holds.
+    fn on_adjust(&mut self, from: u32, sku: SkuId, delta: i64, key: RequestKey) {
+        let Some(index) = self.sku_index.get(&sku).copied() else {
+            self.send(from, Message::Adjusted { sku, key, result: ResultCode::UnknownSku });
+            return;
+        };
+        assert_eq!(self.placement.coordinator_of(sku), self.placement.shard);
+        let entry = self.skus[index as usize];
+        let magnitude = delta.unsigned_abs();
+        let result = if delta > 0 {
+            match (entry.global_total.checked_add(magnitude), entry.pool.checked_add(magnitude)) {
+                (Some(global_total), Some(pool)) => {
+                    self.sku_dirty.mark(index);
+                    let entry = &mut self.skus[index as usize];
+                    entry.global_total = global_total;
+                    entry.pool = pool;
+                    ResultCode::Ok
+                }
+                _ => ResultCode::Overflow,
+            }
+        } else if entry.reduction_pending > 0 {
+            // One reduction at a time per SKU: admin operations are rare; retry.
+            ResultCode::Overloaded
+        } else if entry.pool >= magnitude {
+            self.take_from_pool(index, magnitude);
+            ResultCode::Ok
+        } else if entry.buckets_may_hold || entry.reclaim_pending > 0 {
+            self.sku_dirty.mark(index);
+            let entry = &mut self.skus[index as usize];
+            entry.reduction_pending = magnitude;
+            entry.reduction_key = key;
+            entry.reduction_from = from;
+            if entry.reclaim_pending == 0 {
+                self.start_reclaim(index);
+            }
+            return; // answered when the round ends (`settle_reduction`)
+        } else {
+            ResultCode::SoldOut
+        };
+        self.send(from, Message::Adjusted { sku, key, result });
+        self.feed_line(index);
+    }
+
+    /// Removes `units` from the SKU for good: out of the pool and out of the global total.
+    fn take_from_pool(&mut self, index: u32, units: u64) {
+        self.sku_dirty.mark(index);
+        let entry = &mut self.skus[index as usize];
+        assert!(entry.pool >= units && entry.global_total >= units);
+        entry.pool -= units;
+        entry.global_total -= units;
+    }
+
+    /// The reclaim round a waiting reduction asked for has ended: apply it if the pool now
+    /// holds enough, or refuse it SOLD_OUT (nothing was left anywhere).
+    fn settle_reduction(&mut self, index: u32) {
+        let entry = self.skus[index as usize];
+        if entry.reduction_pending == 0 {
+            return;
+        }
+        let result = if entry.pool >= entry.reduction_pending {
+            self.take_from_pool(index, entry.reduction_pending);
+            ResultCode::Ok
+        } else {
+            ResultCode::SoldOut
+        };
+        self.sku_dirty.mark(index);
+        let entry = &mut self.skus[index as usize];
+        entry.reduction_pending = 0;
+        let (sku, key, to) = (entry.id, entry.reduction_key, entry.reduction_from);
+        self.send(to, Message::Adjusted { sku, key, result });
+    }
+
+    /// The admin home learns the outcome: an applied adjustment keeps its key (retries
+    /// replay OK); a refused one leaves no trace, as on one shard.
+    fn on_adjusted(&mut self, sku: SkuId, key: RequestKey, result: ResultCode) {
+        assert_eq!(self.placement.home_of(ADMIN_ACCOUNT), self.placement.shard);
+        let record = self.keys.get_mut(&(ADMIN_ACCOUNT, key)).expect("the key waits for this");
+        assert!(record.op == KeyOp::AdjustStock && record.result == ResultCode::Waiting as u16);
+        assert_eq!(record.reservation, sku);
+        if result == ResultCode::Ok {
+            record.result = ResultCode::Ok as u16;
+        } else {
+            self.forget_key(ADMIN_ACCOUNT, key);
+        }
+        debug_assert!(self.events.len() < self.events.capacity(), "events are drained");
+        self.events.push(Event { account: ADMIN_ACCOUNT, key, reply: Reply::code(result) });
     }
 
     /// Coordinator only: (pool, global total) of a SKU this shard coordinates.

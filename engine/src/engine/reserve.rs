@@ -89,8 +89,7 @@ impl Engine {
         }
 
         let index = self.allocate_slot(reserve.flags);
-        let generation = self.slots[index as usize].generation();
-        let reservation = reservation_id(generation, index);
+        let reservation = self.reservation_id(index);
         if amount > 0 {
             let wallet = self.wallets.get_mut(&reserve.account).expect("funds were checked");
             wallet.available -= amount;
@@ -107,7 +106,7 @@ impl Engine {
             slot.key = reserve.key;
             slot.amount = amount;
             slot.sku_index = sku_index;
-            slot.quantity = reserve.quantity;
+            slot.quantity = u16::try_from(reserve.quantity).expect("checked against quantity_max");
             slot.hold_ms = hold_ms;
             slot.wait_prev = NIL;
             slot.wait_next = NIL;

@@ -21,10 +21,9 @@ impl Engine {
             index
         };
         let slot = &mut self.slots[index as usize];
-        let mut generation = (slot.generation() + 1) & GENERATION_MASK;
-        if generation == 0 {
-            generation = 1;
-        }
+        // 2^32 reuses of one slot: decades at full speed (docs/PROTOCOL.md, "Reservation
+        // ids"); past it an id could repeat, so the shard stops instead.
+        let generation = slot.generation().checked_add(1).expect("a slot's id space is spent");
         *slot = Slot::default();
         slot.set_generation_and_flags(generation, flags);
         self.live_count += 1;
@@ -59,10 +58,11 @@ impl Engine {
 
     /// The slot of a reservation id, if the id is current (not retired, not reused).
     pub(crate) fn slot_of(&self, reservation: ReservationId) -> Option<u32> {
-        let index = (reservation & 0xFFFF_FFFF) as u32;
-        let generation = (reservation >> 32) as u32;
+        let ReservationIdParts { generation, shard, slot: index } =
+            ReservationIdParts::parse(reservation);
         let slot = self.slots.get(index as usize)?;
         let current = generation != 0
+            && shard == self.placement.shard
             && slot.generation() == generation
             && slot.state() != ReservationState::None;
         current.then_some(index)
@@ -71,10 +71,10 @@ impl Engine {
     pub(crate) fn view(&self, index: u32) -> ReservationView {
         let slot = &self.slots[index as usize];
         ReservationView {
-            reservation: reservation_id(slot.generation(), index),
+            reservation: self.reservation_id(index),
             account: slot.account,
             sku: self.skus[slot.sku_index as usize].id,
-            quantity: slot.quantity,
+            quantity: u32::from(slot.quantity),
             flags: slot.flags() & RESERVE_FLAGS_KNOWN,
             amount: slot.amount,
             deadline_ms: slot.deadline_ms,

@@ -33,6 +33,9 @@ impl Engine {
                 u64::from(sku.buckets_may_hold),
                 u64::from(sku.dry_announced),
                 u64::from(sku.no_wait_waiters),
+                sku.reduction_pending,
+                sku.reduction_key,
+                u64::from(sku.reduction_from),
             ] {
                 hasher.write_u64(word);
             }
@@ -65,7 +68,7 @@ impl Engine {
                 u64::from(slot.sku_index),
                 u64::from(slot.quantity),
                 u64::from(slot.hold_ms),
-                u64::from(slot.packed),
+                slot.packed(),
                 u64::from(slot.wait_prev),
                 u64::from(slot.wait_next),
             ] {
