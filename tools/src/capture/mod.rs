@@ -101,11 +101,11 @@ pub struct ReplayArgs {
     pub threads: usize,
     /// The longest wait for a response with requests in flight before giving up (raised to
     /// the capture's longest RESERVE wait_ms + 2 s)
-    #[arg(long, value_name = "TIME", value_parser = crate::bench::parse_duration, default_value = "5s")]
+    #[arg(long, value_name = "TIME", value_parser = crate::measure::flags::parse_duration, default_value = "5s")]
     pub drain_timeout: std::time::Duration,
     /// Percentiles to report, e.g. 50,99,99.9
-    #[arg(long, default_value = "50,90,99,99.9,99.99", value_parser = crate::bench::parse_percentiles)]
-    pub percentiles: crate::bench::Percentiles,
+    #[arg(long, default_value = "50,90,99,99.9,99.99", value_parser = crate::measure::flags::parse_percentiles)]
+    pub percentiles: crate::measure::flags::Percentiles,
     /// Write the latency distribution in HdrHistogram's percentile format (µs)
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,

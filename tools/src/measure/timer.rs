@@ -1,5 +1,5 @@
-//! A sub-millisecond wake-up for the open-loop schedule: a Linux `timerfd` registered in the
-//! worker's `mio::Poll`.
+//! A sub-millisecond wake-up for the open-loop and replay schedules: a Linux `timerfd`
+//! registered in the worker's `mio::Poll`.
 //!
 //! `epoll_wait` (and so `mio`) only sleeps in whole milliseconds. An open loop at 100k
 //! requests/s must send every few microseconds, and a request sent late is charged the delay
@@ -7,11 +7,16 @@
 //! to a millisecond of *client* delay to every measurement. A timerfd fires with nanosecond
 //! resolution, and waiting on it in the same poll as the sockets means a response is never
 //! read late because the thread was sleeping.
+
 #![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use mio::event::Event;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
 
 #[derive(Debug)]
 pub struct Timer {
@@ -70,6 +75,58 @@ impl Timer {
     }
 }
 
+/// An event loop's schedule timer: registered in its poll under [`Wakeup::TOKEN`], armed
+/// for the next due time only when that changes (re-arming costs a system call).
+#[derive(Debug)]
+pub struct Wakeup {
+    timer: Timer,
+    /// The due time the timer is armed for, if any.
+    armed: Option<Instant>,
+}
+
+impl Wakeup {
+    /// The timer's token: no socket token of the drivers comes near it.
+    pub const TOKEN: Token = Token(usize::MAX - 1);
+
+    pub fn register(registry: &Registry) -> io::Result<Wakeup> {
+        let timer = Timer::new()?;
+        registry.register(&mut SourceFd(&timer.raw_fd()), Wakeup::TOKEN, Interest::READABLE)?;
+        Ok(Wakeup { timer, armed: None })
+    }
+
+    /// Wakes the poll `after` from now, for the event due `at`, unless armed for it already.
+    pub fn arm(&mut self, at: Instant, after: Duration) -> io::Result<()> {
+        if self.armed != Some(at) {
+            self.timer.arm(after)?;
+            self.armed = Some(at);
+        }
+        Ok(())
+    }
+
+    /// Whether `event` is the timer's; if so, its expiry is consumed and it is disarmed.
+    pub fn fired(&mut self, event: &Event) -> bool {
+        if event.token() != Wakeup::TOKEN {
+            return false;
+        }
+        self.timer.clear();
+        self.armed = None;
+        true
+    }
+}
+
+/// Waits for events; a wait interrupted by a signal returns with no events (the caller's
+/// loop looks at its schedule again either way).
+pub fn poll_events(poll: &mut Poll, events: &mut Events, timeout: Duration) -> io::Result<()> {
+    match poll.poll(events, Some(timeout)) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Timer;
@@ -91,5 +148,11 @@ mod tests {
         assert!(events.iter().any(|event| event.token() == Token(1)));
         assert!(start.elapsed() >= Duration::from_micros(300));
         timer.clear();
+        // Cleared: no longer readable, and clearing an unexpired timer returns at once.
+        poll.poll(&mut events, Some(Duration::from_millis(20))).unwrap();
+        assert!(events.is_empty(), "the expiry was consumed");
+        let before = Instant::now();
+        timer.clear();
+        assert!(before.elapsed() < Duration::from_secs(1), "clear never blocks");
     }
 }
