@@ -16,9 +16,9 @@
 //!
 //! What bench, replay and demo share to measure and report a run is in `measure/`.
 //!
-//! `unsafe` is denied here and allowed only in `signals.rs` (blocking and waiting for
-//! SIGINT/SIGTERM) and `measure/timer.rs` (a timerfd for the open-loop schedule).
-#![deny(unsafe_code)]
+//! No `unsafe` here: the system calls the tools need (waiting for SIGINT/SIGTERM, the
+//! timerfd of the schedules) go through `nix`'s safe wrappers.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -34,7 +34,6 @@ mod measure;
 mod sale;
 mod serve;
 mod settings;
-#[allow(unsafe_code)]
 mod signals;
 
 #[global_allocator]

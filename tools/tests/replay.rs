@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use rush_engine::{Request, Reserve, ResultCode, Target, RESERVE_FLAG_PAY};
 use rush_net::client::Pipeline;
 use serde_json::Value;
@@ -89,7 +90,7 @@ impl Server {
 
     /// SIGTERM, then waits for a clean exit; returns the whole log.
     fn stop(mut self) -> Vec<String> {
-        self.served.signal(libc::SIGTERM);
+        self.served.signal(Signal::SIGTERM);
         let (status, log) = self.served.wait();
         assert!(status.success(), "rush serve exited with {status:?}: {log:?}");
         log

@@ -1,5 +1,5 @@
 //! A sub-millisecond wake-up for the open-loop and replay schedules: a Linux `timerfd`
-//! registered in the worker's `mio::Poll`.
+//! (through `nix`'s safe wrapper) registered in the worker's `mio::Poll`.
 //!
 //! `epoll_wait` (and so `mio`) only sleeps in whole milliseconds. An open loop at 100k
 //! requests/s must send every few microseconds, and a request sent late is charged the delay
@@ -8,70 +8,45 @@
 //! resolution, and waiting on it in the same poll as the sockets means a response is never
 //! read late because the thread was sleeping.
 
-#![allow(unsafe_code)]
-
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 #[derive(Debug)]
 pub struct Timer {
-    fd: OwnedFd,
+    timer: TimerFd,
 }
 
 impl Timer {
     pub fn new() -> io::Result<Timer> {
-        // SAFETY: timerfd_create takes no pointers; the flags are valid constants.
-        let fd = unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a descriptor we just created and own exclusively.
-        Ok(Timer { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        // Non-blocking: `clear` must never wait for an expiry that has not happened.
+        let flags = TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC;
+        let timer = TimerFd::new(ClockId::CLOCK_MONOTONIC, flags).map_err(io::Error::from)?;
+        Ok(Timer { timer })
     }
 
     /// Fires once, `after` from now (at least 1 ns: a zero value would disarm the timer).
     pub fn arm(&self, after: Duration) -> io::Result<()> {
         let after = after.max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: libc::c_long::from(after.subsec_nanos() as i32),
-            },
-        };
-        // SAFETY: the descriptor is valid for the life of `self`; `spec` is a valid
-        // itimerspec on the stack and the old-value pointer may be null.
-        let result =
-            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
-        if result < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        let expiration = Expiration::OneShot(TimeSpec::from_duration(after));
+        self.timer.set(expiration, TimerSetTimeFlags::empty()).map_err(io::Error::from)
     }
 
-    /// Consumes the expiry count so the descriptor stops being readable.
+    /// Consumes the expiry count so the descriptor stops being readable. The descriptor is
+    /// non-blocking, so an unexpired timer answers EAGAIN, which is fine to ignore.
     pub fn clear(&self) {
-        let mut expirations = 0u64;
-        // SAFETY: reads at most 8 bytes into a valid, writable u64; the descriptor is
-        // non-blocking, so an unexpired timer returns EAGAIN, which is fine to ignore.
-        let _ = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                (&mut expirations as *mut u64).cast::<libc::c_void>(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        let _ = self.timer.wait();
     }
 
+    /// The descriptor, for registering with `mio::unix::SourceFd`.
     pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.timer.as_fd().as_raw_fd()
     }
 }
 
