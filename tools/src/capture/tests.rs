@@ -920,3 +920,92 @@ fn every_truncation_and_corruption_of_real_captures_is_handled() {
         }
     }
 }
+
+// ---- loading Rush captures --------------------------------------------------------------
+
+/// A file of this test process in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, bytes: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("rush-capture-unit-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write the temporary file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A capture's file bytes, as `rush serve --capture` writes them.
+fn capture_bytes(records: &[rush_net::capture::Record]) -> Vec<u8> {
+    let file = TempFile::new("written.rushcap", &[]);
+    rush_net::capture::write_capture(&file.0, T0, records).expect("write the capture");
+    std::fs::read(&file.0).expect("read it back")
+}
+
+fn load_error(name: &str, bytes: &[u8]) -> String {
+    let file = TempFile::new(name, bytes);
+    let error = super::load(&file.0, None).expect_err("refused");
+    format!("{error:#}")
+}
+
+/// Pins a hang the fuzz run found: one FRAME record of a valid capture with bit 62 set in
+/// its `recv_ns` was accepted, and `rush replay --target` announced "12 frames over
+/// 4611686018.610 s", sent what was due and waited ~146 years for the rest.
+#[test]
+fn a_capture_spanning_more_than_a_week_is_refused_naming_the_record() {
+    use rush_net::capture::Record;
+    let mut request = Vec::new();
+    encode_request(7, &Request::Ping, &mut request);
+    let records = |late_ns: u64| {
+        vec![
+            Record::new(0, 1, KIND_OPEN, false, 0, &[]),
+            Record::new(1_000, 1, KIND_FRAME, false, 0, &request),
+            Record::new(late_ns, 1, KIND_FRAME, false, 0, &request),
+            Record::new(3_000, 1, KIND_CLOSE, false, 0, &[]),
+        ]
+    };
+    let message = load_error("far.rushcap", &capture_bytes(&records(2_000 | 1 << 62)));
+    assert!(message.contains("cannot be replayed"), "{message}");
+    assert!(
+        message.contains("record 2 (FRAME of connection 0x1) has recv_ns 4611686018427389904"),
+        "{message}"
+    );
+    assert!(message.contains("after record 0 (recv_ns 0)"), "{message}");
+    assert!(message.contains("at most 7 days"), "{message}");
+    // A week exactly is accepted; the replay's plan then bounds what the flags make of it.
+    let week = super::CAPTURE_SPAN_NS_MAX;
+    let file = TempFile::new("week.rushcap", &capture_bytes(&records(week)));
+    let (capture, _) = super::load(&file.0, None).expect("a week is accepted");
+    assert_eq!(capture.records.len(), 4);
+    assert!(super::check_span(&capture).is_ok());
+    let mut longer = capture.clone();
+    longer.records[2].recv_ns = rush_net::protocol::wire::U64Le::new(week + 1);
+    assert_eq!(super::check_span(&longer).map_err(|error| error.latest), Err((2, week + 1)));
+}
+
+/// Pins a wrong diagnosis the fuzz run found: `RUSHCAP1` followed by two bytes was reported
+/// as "magic is not RUSHCAP1".
+#[test]
+fn a_truncated_capture_header_is_reported_as_truncated() {
+    let mut cut = b"RUSHCAP1".to_vec();
+    cut.extend_from_slice(&[1, 0]);
+    for (name, bytes) in [("ten.rushcap", &cut[..]), ("four.rushcap", &b"RUSH"[..])] {
+        let message = load_error(name, bytes);
+        assert!(message.contains("is a truncated Rush capture"), "{message}");
+        assert!(
+            message.contains(&format!("it ends after {} bytes, inside the 64-byte", bytes.len())),
+            "{message}"
+        );
+        assert!(!message.contains("magic"), "{message}");
+    }
+    // A whole header and no records is a valid, empty capture.
+    let file = TempFile::new("empty.rushcap", &capture_bytes(&[]));
+    let (capture, report) = super::load(&file.0, None).expect("an empty capture");
+    assert!(capture.records.is_empty() && report.is_none());
+}

@@ -284,7 +284,7 @@ pub fn run_worker(shared: &Shared, assigned: &[(u32, usize)], reporter: Reporter
             Live {
                 plan,
                 loop_index,
-                offset_ns: u64::from(loop_index) * shared.plan.loop_span_ns,
+                offset_ns: shared.plan.loop_offset_ns(loop_index),
                 position: base + plan.close_rank,
                 threshold: base + plan.after,
                 state: State::Waiting,

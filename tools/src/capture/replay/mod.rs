@@ -26,6 +26,9 @@
 //!   finished). Frames are sent as captured, so request keys repeat: a later loop's
 //!   state-changing requests are mostly answered DUPLICATE. That is the engine's
 //!   idempotency working, and the summary says so.
+//!   The schedule is checked before any thread starts ([`plan::Plan::schedule_end_ns`]):
+//!   the last event of the last loop must fit in u64 nanoseconds and in a year; the
+//!   capture itself spans at most a week (`capture::check_span`, when it is loaded).
 //! * **Connections.** One TCP connection per captured connection (per loop), opened at the
 //!   time of its OPEN record (or of its first frame, if the capture has no OPEN for it)
 //!   and closed once its CLOSE record's time has passed and its answers are in; one
@@ -205,6 +208,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         }
         bail!("nothing to replay: {} holds no connection", args.file.display());
     }
+    // Before any thread starts: the driver adds loop offsets and times unchecked.
+    plan.schedule_end_ns(settings.loops)
+        .with_context(|| format!("cannot replay {}", args.file.display()))?;
     let drain_timeout = args
         .drain_timeout
         .max(Duration::from_millis(u64::from(plan.max_wait_ms)) + Duration::from_secs(2));

@@ -304,3 +304,34 @@ fn a_top_speed_worker_stops_when_the_run_is_abandoned() {
     assert_eq!(outcome.counts.unsent, 1, "B's frame is counted unsent");
     assert!(outcome.tally.errors.iter().any(|error| error.contains("another replay thread")));
 }
+
+/// Pins the overflow the fuzz run found: a capture whose last record is at `u64::MAX`
+/// replayed with `--loop 3` computed `loop_index × loop_span_ns` unchecked in the driver (a
+/// panic in debug builds, a wrong schedule in release). The schedule is now checked, with a
+/// clear error, before any thread starts.
+#[test]
+fn a_schedule_that_overflows_or_lasts_for_years_is_refused() {
+    let records = vec![frame(0, 1, false, &ping(1)), frame(u64::MAX, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert_eq!(plan.loop_span_ns, u64::MAX);
+    let error = plan.schedule_end_ns(3).expect_err("3 loops of 2^64 ns overflow");
+    assert!(
+        matches!(error, plan::ScheduleError::Overflow { loops: 3, loop_span_ns: u64::MAX, .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("does not fit in 64-bit nanoseconds"), "{error}");
+    // One loop fits in 64 bits but would wait for centuries.
+    let error = plan.schedule_end_ns(1).expect_err("584 years");
+    assert!(matches!(error, plan::ScheduleError::TooLong { end_ns: u64::MAX }), "{error:?}");
+    // A plain capture, looped: loop l starts l spans in.
+    let records = vec![frame(1_000, 1, false, &ping(1)), frame(3_000, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert_eq!(plan.schedule_end_ns(3), Ok(2 * 2_000 + 2_000));
+    assert_eq!(plan.loop_offset_ns(2), 4_000);
+    // Half a year per loop: two loops are more than the year a replay accepts.
+    let half_year_ns = 183 * 24 * 3600 * 1_000_000_000_u64;
+    let records = vec![frame(0, 1, false, &ping(1)), frame(half_year_ns, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert!(plan.schedule_end_ns(2).is_ok());
+    assert!(matches!(plan.schedule_end_ns(3), Err(plan::ScheduleError::TooLong { .. })));
+}
