@@ -773,7 +773,7 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     // Cut inside the second record's header, then inside its bytes.
     let error = error_of(&good[..first_record + 10]);
     assert!(
-        matches!(error, PcapError::Truncated { offset, needed: 16, available: 10, .. } if offset == first_record as u64),
+        matches!(error, PcapError::Truncated { offset, available: 10, .. } if offset == first_record as u64),
         "{error}"
     );
     assert!(error.to_string().contains(&format!("byte offset {first_record}")), "{error}");
@@ -811,8 +811,13 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
         "{error}"
     );
     let mut order = good.clone();
-    order[8] = 0x99;
-    assert!(matches!(error_of(&order), PcapError::Corrupt { offset: 8, .. }));
+    order[8] = 0x99; // the byte-order magic
+    let error = error_of(&order);
+    assert!(
+        matches!(error, PcapError::Corrupt { offset: 0, .. })
+            && error.to_string().contains("malformed section header block"),
+        "{error}"
+    );
     let mut version = good.clone();
     version[12] = 2;
     assert!(matches!(error_of(&version), PcapError::Version { offset: 0, major: 2, .. }));
@@ -821,8 +826,8 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     trailer[last] ^= 4;
     let error = error_of(&trailer);
     assert!(
-        matches!(error, PcapError::Corrupt { .. })
-            && error.to_string().contains(&format!("block at byte offset {epb}")),
+        matches!(error, PcapError::Corrupt { offset, .. } if offset == epb as u64)
+            && error.to_string().contains("malformed enhanced packet block"),
         "{error}"
     );
     let mut odd_length = good.clone();
@@ -840,12 +845,13 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     captured[epb + 20..epb + 24].copy_from_slice(&10_000_u32.to_le_bytes());
     let error = error_of(&captured);
     assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == epb as u64), "{error}");
+    assert!(error.to_string().contains("run past its total length"), "{error}");
     let mut option = good.clone();
-    // The if_name option of the IDB claims 200 bytes.
+    // The if_name option of the IDB claims 200 bytes: the if_tsresol after it is lost.
     option[idb + 16 + 2] = 200;
     let error = error_of(&option);
-    assert!(error.to_string().contains("option 2 claims 200 bytes"), "{error}");
-    assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == idb as u64 + 16));
+    assert!(error.to_string().contains("options do not parse"), "{error}");
+    assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == idb as u64));
     // A packet before any interface.
     let mut no_interface = PcapNg::new(false);
     no_interface.enhanced(0, 0, &[0; 4]);
@@ -859,6 +865,78 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     unknown.block(0x0bad, &[0; 64]);
     let cut = unknown.bytes.len() - 10;
     assert!(matches!(error_of(&unknown.bytes[..cut]), PcapError::Truncated { offset: 28, .. }));
+}
+
+/// Records and blocks larger than the reader's first buffer (64 KiB) grow it; a pcapng
+/// block whose fields claim more than its length, deep in a file larger than the buffer,
+/// is refused instead of reading (or, with the buffer full, waiting) forever; and the
+/// obsolete Packet Block, which pcap-parser passes on unparsed, is decoded.
+#[test]
+fn large_blocks_grow_the_buffer_and_bad_lengths_in_large_files_are_refused() {
+    use std::sync::mpsc;
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        // A 200 KiB packet between two small ones, in a pcap and in a pcapng.
+        let big = vec![0x5a_u8; 200 << 10];
+        let packets = [(T0, vec![1_u8; 60]), (T0 + 1, big.clone()), (T0 + 2, vec![2; 60])];
+        let pcap = pcap_file(false, true, 1, &packets);
+        let mut reader = PacketReader::new(&pcap[..]).unwrap();
+        let mut lengths = Vec::new();
+        while let Some(packet) = reader.next_packet().unwrap() {
+            lengths.push(packet.data.len());
+        }
+        assert_eq!(lengths, vec![60, 200 << 10, 60]);
+        let mut file = PcapNg::new(false);
+        file.interface(1, Some(9));
+        for (time, data) in &packets {
+            file.enhanced(0, *time, data);
+        }
+        let mut reader = PacketReader::new(&file.bytes[..]).unwrap();
+        let mut lengths = Vec::new();
+        while let Some(packet) = reader.next_packet().unwrap() {
+            lengths.push(packet.data.len());
+        }
+        assert_eq!(lengths, vec![60, 200 << 10, 60]);
+        // 3000 small packets (over 64 KiB), the 2000th claiming 10,000 captured bytes.
+        let mut file = PcapNg::new(false);
+        file.interface(1, Some(9));
+        let mut corrupt_at = 0;
+        for index in 0..3000_u64 {
+            if index == 1999 {
+                corrupt_at = file.bytes.len();
+            }
+            file.enhanced(0, T0 + index, &[7; 40]);
+        }
+        file.bytes[corrupt_at + 20..corrupt_at + 24].copy_from_slice(&10_000_u32.to_le_bytes());
+        let error = error_of(&file.bytes);
+        let _ = sender.send((error.to_string(), corrupt_at));
+    });
+    let (error, corrupt_at) =
+        receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("the reader finished");
+    assert!(
+        error.contains(&format!("byte offset {corrupt_at}: malformed enhanced packet block"))
+            && error.contains("its fields run past its total length"),
+        "{error}"
+    );
+
+    // The obsolete Packet Block: interface id, drops, timestamp, lengths, packet.
+    for big_endian in [false, true] {
+        let mut file = PcapNg::new(big_endian);
+        file.interface(1, Some(9));
+        let data = to_server(0, TCP_SYN, &[]);
+        let mut body = file.u16(0).to_vec();
+        body.extend_from_slice(&file.u16(0));
+        body.extend_from_slice(&file.u32((T0 >> 32) as u32));
+        body.extend_from_slice(&file.u32(T0 as u32));
+        body.extend_from_slice(&file.u32(data.len() as u32));
+        body.extend_from_slice(&file.u32(data.len() as u32));
+        body.extend_from_slice(&data);
+        file.block(2, &body);
+        let mut reader = PacketReader::new(&file.bytes[..]).unwrap();
+        let packet = reader.next_packet().unwrap().expect("the packet block's packet");
+        assert_eq!((packet.timestamp_ns, packet.data, packet.link_type), (T0, &data[..], 1));
+        assert!(reader.next_packet().unwrap().is_none());
+    }
 }
 
 /// The real captures of tests/data, cut at every length and with every byte corrupted:
