@@ -21,6 +21,9 @@ use rush_net::client::{Client, Pipeline};
 use rush_net::server::{BackendChoice, ConnLimits, Server, ServerConfig, ShardPorts};
 use rush_runtime::RuntimeConfig;
 
+use crate::measure::histogram::new_histogram;
+use crate::measure::plot;
+
 const SKU: u64 = 1;
 const UNITS: u64 = 1_000;
 const PRICE: u64 = 4_999;
@@ -153,8 +156,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
             std::thread::spawn(move || buyer_connection(address, connection, &barrier))
         })
         .collect();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut waited = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut latency = new_histogram();
+    let mut waited = new_histogram();
     let mut outcomes: Vec<Buyer> = Vec::new();
     for thread in threads {
         let (buyers, first_latency, wait_latency) =
@@ -310,8 +313,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
             waited.max() as f64 / 1e6
         );
     }
-    let series = crate::bench::plot::series_from_histogram("RESERVE (rush demo)", &latency);
-    crate::bench::plot::plot_series(&[series], &args.plot)
+    let series = plot::series_from_histogram("RESERVE (rush demo)", &latency);
+    plot::plot_series(&[series], &args.plot)
         .with_context(|| format!("writing the plot {}", args.plot.display()))?;
     println!("latency plot written to {}", args.plot.display());
     Ok(all_pass)
@@ -370,8 +373,8 @@ fn buyer_connection(
     barrier: &Barrier,
 ) -> ConnectionResult {
     let mut pipeline = Pipeline::connect(address)?;
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
-    let mut waited = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut latency = new_histogram();
+    let mut waited = new_histogram();
     let mut buyers: HashMap<u64, Buyer> = HashMap::new();
     let mut sent_at: HashMap<u64, Instant> = HashMap::new();
     barrier.wait();

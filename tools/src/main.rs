@@ -3,9 +3,10 @@
 //! - `rush serve` runs the server (see `serve.rs`; settings in `settings.rs`, sale files in
 //!   `sale.rs`): `cargo run --release --bin rush -- serve` serves a demo sale on
 //!   0.0.0.0:7070 until SIGINT or SIGTERM.
+//! - `rush demo` runs a whole flash sale against an in-process server (see `demo.rs`).
 //! - `rush bench` drives load at a server (open or closed loop), measures latency as wrk2
-//!   does and checks the server's invariants afterwards; `rush plot` plots its `.hgrm`
-//!   files (see `bench/mod.rs`).
+//!   does and checks the server's invariants afterwards (see `bench/mod.rs`); `rush plot`
+//!   plots its `.hgrm` files (see `measure/plot.rs`).
 //! - `rush decode` explains frames byte by byte for people writing a client from
 //!   docs/PROTOCOL.md.
 //! - `rush capture --pcap` converts a tcpdump capture of the protocol into a Rush capture;
@@ -13,11 +14,11 @@
 //!   --target ADDR` plays it back against a server, measuring latency as the bench does
 //!   (see `capture/mod.rs` and `capture/replay/mod.rs`).
 //!
-//! `demo` comes next.
+//! What bench, replay and demo share to measure and report a run is in `measure/`.
 //!
-//! `unsafe` is denied here and allowed only in `signals.rs` (blocking and waiting for
-//! SIGINT/SIGTERM) and `bench/timer.rs` (a timerfd for the open-loop schedule).
-#![deny(unsafe_code)]
+//! No `unsafe` here: the system calls the tools need (waiting for SIGINT/SIGTERM, the
+//! timerfd of the schedules) go through `nix`'s safe wrappers.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
@@ -29,10 +30,10 @@ use rush_net::protocol::{decode_request, decode_response};
 mod bench;
 mod capture;
 mod demo;
+mod measure;
 mod sale;
 mod serve;
 mod settings;
-#[allow(unsafe_code)]
 mod signals;
 
 #[global_allocator]
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(u8::try_from(code).unwrap_or(1)),
             Err(error) => Err(error),
         },
-        Command::Plot { inputs, output } => bench::plot::plot_files(&inputs, &output),
+        Command::Plot { inputs, output } => measure::plot::plot_files(&inputs, &output),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,14 +1,13 @@
-//! SIGINT and SIGTERM for `rush serve`. This module holds the only `unsafe` of the crate
-//! (the crate root denies `unsafe_code` everywhere else), all of it in
-//! [`run_until_stop_signal`].
+//! SIGINT and SIGTERM for `rush serve`, through `nix`'s safe wrappers of
+//! `pthread_sigmask(3)` and `sigwait(3)` (the crate forbids `unsafe`).
 //!
 //! The signals are not handled asynchronously: they are blocked in the main thread before
 //! the server's threads exist (so every thread inherits the mask and none of them can take
-//! the signal), and the main thread then waits for one with `sigwait(3)`. No signal handler
+//! the signal), and the main thread then waits for one with `sigwait`. No signal handler
 //! runs, so nothing needs to be async-signal-safe.
 
 use anyhow::Context;
-use std::io;
+use nix::sys::signal::{SigSet, Signal};
 
 /// The signal that asked `rush serve` to stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,45 +33,19 @@ impl StopSignal {
 pub fn run_until_stop_signal<T>(
     start: impl FnOnce() -> anyhow::Result<T>,
 ) -> anyhow::Result<(T, StopSignal)> {
-    // SAFETY: `sigset_t` is plain data (an array of integers) for which all-zero bytes are a
-    // valid value; `set` is a live local that `sigemptyset` / `sigaddset` write and
-    // `pthread_sigmask` reads; the old-mask pointer is null, which `pthread_sigmask` accepts
-    // (it then does not report the old mask). The signal numbers are the libc constants. No
-    // Rust invariant depends on the signal mask.
-    let (set, blocked) = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let blocked = if libc::sigemptyset(&mut set) != 0
-            || libc::sigaddset(&mut set, libc::SIGINT) != 0
-            || libc::sigaddset(&mut set, libc::SIGTERM) != 0
-        {
-            Err(io::Error::last_os_error())
-        } else {
-            // pthread_sigmask returns the error number itself (not -1 and errno).
-            match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
-                0 => Ok(()),
-                error => Err(io::Error::from_raw_os_error(error)),
-            }
-        };
-        (set, blocked)
-    };
-    blocked.context("cannot block SIGINT and SIGTERM")?;
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.add(Signal::SIGTERM);
+    set.thread_block().context("cannot block SIGINT and SIGTERM")?;
 
     let value = start()?;
 
     loop {
-        let mut signal: libc::c_int = 0;
-        // SAFETY: `set` is the initialized set built above and `signal` a live, writable
-        // c_int; `sigwait` only reads the one and writes the other.
-        let status = unsafe { libc::sigwait(&set, &mut signal) };
-        match status {
-            0 if signal == libc::SIGINT => return Ok((value, StopSignal::Interrupt)),
-            0 if signal == libc::SIGTERM => return Ok((value, StopSignal::Terminate)),
-            0 => continue,
-            libc::EINTR => continue,
-            error => {
-                return Err(anyhow::Error::new(io::Error::from_raw_os_error(error))
-                    .context("waiting for SIGINT or SIGTERM"))
-            }
+        // `sigwait` only returns a signal of `set`; the match stays total all the same.
+        match set.wait().context("waiting for SIGINT or SIGTERM")? {
+            Signal::SIGINT => return Ok((value, StopSignal::Interrupt)),
+            Signal::SIGTERM => return Ok((value, StopSignal::Terminate)),
+            _ => continue,
         }
     }
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use rush_engine::{Request, Reserve, ResultCode, Target, RESERVE_FLAG_PAY};
 use rush_net::client::Pipeline;
 use serde_json::Value;
@@ -89,7 +90,7 @@ impl Server {
 
     /// SIGTERM, then waits for a clean exit; returns the whole log.
     fn stop(mut self) -> Vec<String> {
-        self.served.signal(libc::SIGTERM);
+        self.served.signal(Signal::SIGTERM);
         let (status, log) = self.served.wait();
         assert!(status.success(), "rush serve exited with {status:?}: {log:?}");
         log
@@ -286,4 +287,80 @@ fn bad_flags_are_refused_with_clear_errors() {
     assert!(rush(&[&target[..], &["-t", "0"]].concat()).contains("--threads"));
     assert!(rush(&target).contains("holds no connection"));
     assert!(rush(&["--dry-run", "--target", "x:1"]).contains("cannot be used with"));
+}
+
+/// `rush replay ARGS`, killed and failed if it runs longer than `limit`; returns stderr.
+fn replay_fails_within(limit: Duration, args: &[&OsStr]) -> String {
+    let mut child = Command::new(RUSH)
+        .arg("replay")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run rush replay");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rush replay {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
+    assert!(!status.success(), "rush replay {args:?} should fail:\n{stderr}");
+    stderr
+}
+
+/// The captures a fuzz run of `rush replay` found it mishandled: one whose FRAME record has
+/// bit 62 set in `recv_ns` (replayed, it planned 146 years; looped, its schedule
+/// overflowed), and a header cut after two bytes past the magic (reported as a wrong
+/// magic). Each is refused at once, with the record or the truncation named, live and in
+/// the dry run.
+#[test]
+fn bad_captures_are_refused_before_anything_is_sent() {
+    let scratch = Scratch::new("bad");
+    let mut header = Vec::from(*b"RUSHCAP1");
+    header.extend_from_slice(&1u32.to_le_bytes());
+    header.extend_from_slice(&96u32.to_le_bytes());
+    header.resize(64, 0);
+    let record = |recv_ns: u64, kind: u8| {
+        let mut bytes = vec![0_u8; 96];
+        bytes[..8].copy_from_slice(&recv_ns.to_le_bytes());
+        bytes[8..16].copy_from_slice(&1_u64.to_le_bytes());
+        bytes[16] = kind;
+        if kind == 2 {
+            let mut frame = Vec::new();
+            rush_net::protocol::encode_request(1, &Request::Ping, &mut frame);
+            bytes[20..22].copy_from_slice(&64_u16.to_le_bytes());
+            bytes[32..].copy_from_slice(&frame);
+        }
+        bytes
+    };
+    let mut far = header.clone();
+    for (recv_ns, kind) in [(0, 1), (1_000, 2), (u64::MAX, 2), (1 << 62 | 2_000, 2), (3_000, 3)] {
+        far.extend_from_slice(&record(recv_ns, kind));
+    }
+    let far_path = scratch.0.join("far.rushcap");
+    std::fs::write(&far_path, &far).expect("write capture");
+    let mut cut = Vec::from(*b"RUSHCAP1");
+    cut.extend_from_slice(&[1, 0]);
+    let cut_path = scratch.0.join("cut.rushcap");
+    std::fs::write(&cut_path, &cut).expect("write capture");
+
+    let limit = Duration::from_secs(30);
+    let target = ["--target", "127.0.0.1:9", "--loop", "3"].map(OsStr::new);
+    for (path, expected) in [
+        (&far_path, "record 2 (FRAME of connection 0x1) has recv_ns 18446744073709551615"),
+        (&cut_path, "is a truncated Rush capture: it ends after 10 bytes"),
+    ] {
+        let live = replay_fails_within(limit, &[&[path.as_os_str()], &target[..]].concat());
+        assert!(live.contains(expected), "{live}");
+        let dry = replay_fails_within(limit, &[OsStr::new("--dry-run"), path.as_os_str()]);
+        assert!(dry.contains(expected), "{dry}");
+    }
 }

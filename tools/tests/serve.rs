@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use nix::sys::signal::Signal;
 use rush_engine::{ReplyBody, Request, Reserve, ResultCode, SkuView, RESERVE_FLAG_PAY};
 use rush_net::client::Client;
 
@@ -77,7 +78,7 @@ fn serves_the_demo_sale_and_exits_0_on_sigterm() {
     assert_eq!(reply.result, ResultCode::Unauthorized, "{reply:?}");
     drop(client);
 
-    served.signal(libc::SIGTERM);
+    served.signal(Signal::SIGTERM);
     let (status, log) = served.wait();
     let log = log.join("\n");
     assert!(status.success(), "exit status {status:?}\n{log}");
@@ -117,7 +118,7 @@ fn a_json_sale_and_a_config_file_on_epoll_exit_0_on_sigint() {
     assert_eq!(client.call(&reserve(6, 77, 1, 1)).expect("reserve").result, ResultCode::SoldOut);
     drop(client);
 
-    served.signal(libc::SIGINT);
+    served.signal(Signal::SIGINT);
     let (status, log) = served.wait();
     let log = log.join("\n");
     assert!(status.success(), "exit status {status:?}\n{log}");

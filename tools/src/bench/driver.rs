@@ -15,21 +15,19 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rush_engine::quota::route;
-use rush_engine::{Reply, Request, ResultCode};
+use rush_engine::{Reply, Request};
 use rush_net::protocol::{decode_response, encode_request};
 
-use super::report::{self, CodeCounts};
 use super::resp;
-use super::timer::Timer;
 use super::workload::{Book, ExactlyOnce, Generator, Layout, Mix, Op, Params, SkuTally};
 use super::zipf::Zipf;
+use crate::measure::tally::{Counts, Measured, Tally};
+use crate::measure::timer::{poll_events, Wakeup};
+use crate::measure::workers::Reporter;
 
 /// Slot index bits of a request id (the rest counts requests): the window is at most
 /// `MAX_PIPELINE` < 2^20.
@@ -37,22 +35,13 @@ const SLOT_BITS: u32 = 20;
 pub const MAX_PIPELINE: usize = 65_536;
 /// Most sockets one connection can have (one per shard; the engine allows 64 shards).
 const SOCKETS_PER_CONNECTION: usize = 64;
-const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 /// The longest a worker blocks in `poll`, so it notices the end of the run on time.
 const POLL_CAP: Duration = Duration::from_millis(50);
 const READ_BUFFER: usize = 256 * 1024;
-/// Latencies are recorded in nanoseconds, up to an hour, 3 significant digits.
-pub const HISTOGRAM_MAX_NS: u64 = 3_600_000_000_000;
-pub const SIGNIFICANT_DIGITS: u8 = 3;
-/// The operations reported separately, by `op_index`.
-pub const OPS: [&str; 4] = ["PING", "RESERVE", "CONFIRM", "CANCEL"];
+/// The operations reported separately, by `operation_index`.
+pub const OPERATIONS: [&str; 4] = ["PING", "RESERVE", "CONFIRM", "CANCEL"];
 
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HISTOGRAM_MAX_NS, SIGNIFICANT_DIGITS)
-        .expect("constant histogram bounds are valid")
-}
-
-fn op_index(request: &Request) -> usize {
+fn operation_index(request: &Request) -> usize {
     match request {
         Request::Reserve(_) => 1,
         Request::Confirm { .. } => 2,
@@ -147,15 +136,6 @@ impl Shared<'_> {
     }
 }
 
-/// Live counters for the progress line (written by one worker, read by the main thread).
-#[derive(Debug, Default)]
-#[repr(align(64))]
-pub struct Progress {
-    pub sent: AtomicU64,
-    pub completed: AtomicU64,
-    pub finished: AtomicBool,
-}
-
 /// Opens `count` connections, each with one socket per address in `addresses` (one address,
 /// or one per shard with `--shard-aware`).
 pub fn connect_all(addresses: &[SocketAddr], count: usize) -> anyhow::Result<Vec<Vec<TcpStream>>> {
@@ -176,81 +156,71 @@ pub fn connect_all(addresses: &[SocketAddr], count: usize) -> anyhow::Result<Vec
         .collect()
 }
 
-/// What one worker measured.
-#[derive(Debug)]
-pub struct WorkerResult {
-    /// Measured phase, nanoseconds from the intended send time.
-    pub latency: Histogram<u64>,
-    pub warmup: Histogram<u64>,
-    pub by_op: Vec<Histogram<u64>>,
-    /// One histogram per second of the measured phase, by completion time.
-    pub intervals: Vec<Histogram<u64>>,
-    /// Replies of the measured phase by result code; DUPLICATE replies also by original.
-    pub codes: CodeCounts,
-    pub duplicate_of: CodeCounts,
-    pub sent: u64,
+/// What a bench worker counts besides the shared [`Tally`] (whose `sent` and `completed`
+/// are the measured phase's; `unanswered` counts either phase).
+#[derive(Debug, Default)]
+pub struct BenchCounts {
     pub sent_warmup: u64,
-    pub completed: u64,
     pub completed_warmup: u64,
-    /// Requests (either phase) never answered.
-    pub unanswered: u64,
-    pub last_completion: Option<Instant>,
     /// Summed over the worker's connections.
     pub skus: Vec<SkuTally>,
     pub exactly_once: ExactlyOnce,
     pub abandoned_follow_ups: u64,
-    pub errors: Vec<String>,
 }
 
-impl WorkerResult {
-    fn new(sku_count: usize) -> WorkerResult {
-        WorkerResult {
-            latency: new_histogram(),
-            warmup: new_histogram(),
-            by_op: (0..OPS.len()).map(|_| new_histogram()).collect(),
-            intervals: Vec::new(),
-            codes: [0; ResultCode::ALL.len()],
-            duplicate_of: [0; ResultCode::ALL.len()],
-            sent: 0,
-            sent_warmup: 0,
-            completed: 0,
-            completed_warmup: 0,
-            unanswered: 0,
-            last_completion: None,
+impl Counts for BenchCounts {
+    fn add(&mut self, part: &BenchCounts) {
+        self.sent_warmup += part.sent_warmup;
+        self.completed_warmup += part.completed_warmup;
+        if self.skus.is_empty() {
+            self.skus = part.skus.clone();
+        } else {
+            assert_eq!(self.skus.len(), part.skus.len(), "every worker tallies every SKU");
+            for (total, tally) in self.skus.iter_mut().zip(&part.skus) {
+                total.add(tally);
+            }
+        }
+        self.exactly_once.add(&part.exactly_once);
+        self.abandoned_follow_ups += part.abandoned_follow_ups;
+    }
+}
+
+/// What one worker measured.
+pub type WorkerResult = Measured<BenchCounts>;
+
+fn new_result(sku_count: usize) -> WorkerResult {
+    Measured {
+        tally: Tally::new(OPERATIONS.len()),
+        counts: BenchCounts {
             skus: vec![SkuTally::default(); sku_count],
-            exactly_once: ExactlyOnce::default(),
-            abandoned_follow_ups: 0,
-            errors: Vec::new(),
-        }
+            ..BenchCounts::default()
+        },
     }
+}
 
-    fn record(&mut self, shared: &Shared, slot: &Slot, reply: &Reply, now: Instant) {
-        let latency = now.saturating_duration_since(slot.intended).as_nanos();
-        let latency = u64::try_from(latency).unwrap_or(u64::MAX).max(1);
-        if slot.warm {
-            self.warmup.saturating_record(latency);
-            self.completed_warmup += 1;
-            return;
-        }
-        self.latency.saturating_record(latency);
-        self.by_op[op_index(&slot.op.request)].saturating_record(latency);
-        let second = now.saturating_duration_since(shared.main_start).as_secs() as usize;
-        report::record_interval(&mut self.intervals, second, latency);
-        self.codes[reply.result as usize] += 1;
-        if reply.result == ResultCode::Duplicate {
-            self.duplicate_of[reply.original as usize] += 1;
-        }
-        self.completed += 1;
-        self.last_completion = Some(now);
+/// Counts the answer to `slot`: a warm-up answer only as a number (warm-up latencies are
+/// discarded); a measured one in the tally.
+fn record(result: &mut WorkerResult, shared: &Shared, slot: &Slot, reply: &Reply, now: Instant) {
+    if slot.warm {
+        result.counts.completed_warmup += 1;
+        return;
     }
+    result.tally.record(
+        shared.main_start,
+        slot.intended,
+        now,
+        Some(operation_index(&slot.op.request)),
+        reply.result as u16,
+        reply.original as u16,
+    );
+}
 
-    fn absorb_book(&mut self, book: &Book) {
-        for (total, tally) in self.skus.iter_mut().zip(&book.skus) {
-            total.add(tally);
-        }
-        self.exactly_once.add(&book.exactly_once());
-        self.abandoned_follow_ups += book.abandoned_follow_ups;
+fn absorb_book(result: &mut WorkerResult, book: &Book) {
+    for (total, tally) in result.counts.skus.iter_mut().zip(&book.skus) {
+        total.add(tally);
     }
+    result.counts.exactly_once.add(&book.exactly_once());
+    result.counts.abandoned_follow_ups += book.abandoned_follow_ups;
 }
 
 /// A request in flight.
@@ -396,10 +366,10 @@ impl<'a> Connection<'a> {
             self.in_flight += 1;
             self.issued += 1;
             if warm {
-                result.sent_warmup += 1;
+                result.counts.sent_warmup += 1;
             } else {
                 self.measured_issued += 1;
-                result.sent += 1;
+                result.tally.sent += 1;
             }
         }
     }
@@ -503,50 +473,57 @@ impl<'a> Connection<'a> {
         let Some(slot) = self.slots[index as usize].take() else { return };
         self.free.push(index);
         self.in_flight -= 1;
-        result.record(shared, &slot, reply, now);
+        record(result, shared, &slot, reply, now);
         self.generator.on_reply(&slot.op, reply);
     }
 
     /// Ends the connection: what is still in flight is unanswered.
     fn finish(&mut self, result: &mut WorkerResult) {
         for slot in self.slots.iter_mut().filter_map(Option::take) {
-            result.unanswered += 1;
+            result.tally.unanswered += 1;
             self.generator.on_unanswered(&slot.op);
         }
         self.in_flight = 0;
         self.generator.finish();
-        result.absorb_book(&self.generator.book);
+        absorb_book(result, &self.generator.book);
     }
 }
 
-/// Runs one worker thread's connections to the end of the run.
+/// Runs one worker thread's connections to the end of the run (or until the run is
+/// abandoned because another worker failed).
 pub fn run_worker(
     shared: &Shared,
     connections: Vec<(usize, Vec<TcpStream>)>,
-    progress: &Progress,
+    reporter: Reporter,
 ) -> WorkerResult {
-    let mut result = WorkerResult::new(shared.layout.skus.len());
+    let mut result = new_result(shared.layout.skus.len());
     let mut connections: Vec<Connection> = connections
         .into_iter()
         .map(|(index, streams)| Connection::new(shared, index, streams))
         .collect();
-    if let Err(error) = drive(shared, &mut connections, &mut result, progress) {
-        result.errors.push(error.to_string());
+    if let Err(error) = drive(shared, &mut connections, &mut result, reporter) {
+        result.tally.errors.push(error.to_string());
     }
     for connection in &mut connections {
         connection.finish(&mut result);
     }
-    progress.sent.store(result.sent + result.sent_warmup, Ordering::Relaxed);
-    progress.completed.store(result.completed + result.completed_warmup, Ordering::Relaxed);
-    progress.finished.store(true, Ordering::Release);
+    report(&result, reporter);
     result
+}
+
+/// Both phases' counts, for the progress line.
+fn report(result: &WorkerResult, reporter: Reporter) {
+    reporter.update(
+        result.tally.sent + result.counts.sent_warmup,
+        result.tally.completed + result.counts.completed_warmup,
+    );
 }
 
 fn drive(
     shared: &Shared,
     connections: &mut [Connection],
     result: &mut WorkerResult,
-    progress: &Progress,
+    reporter: Reporter,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
     for (local, connection) in connections.iter_mut().enumerate() {
@@ -559,15 +536,17 @@ fn drive(
             )?;
         }
     }
-    let timer = Timer::new()?;
-    poll.registry().register(&mut SourceFd(&timer.raw_fd()), TIMER_TOKEN, Interest::READABLE)?;
-    let mut armed: Option<Instant> = None;
+    let mut wakeup = Wakeup::register(poll.registry())?;
     let mut events = Events::with_capacity(1024);
     let mut scratch = Vec::new();
     let mut drain_deadline: Option<Instant> = None;
     let mut last_progress = Instant::now();
     let end = shared.end();
     loop {
+        if reporter.abandoned() {
+            // Another worker failed, and with it the run: stop sending.
+            return Ok(());
+        }
         let now = Instant::now();
         if end.is_some_and(|end| now >= end) {
             // Stop issuing on time even when every window is full.
@@ -593,7 +572,7 @@ fn drive(
             }
         }
         if now.duration_since(last_progress) > shared.drain_timeout {
-            result.errors.push(format!(
+            result.tally.errors.push(format!(
                 "no response for {:?} with {in_flight} requests in flight; giving up",
                 shared.drain_timeout
             ));
@@ -602,32 +581,23 @@ fn drive(
         let timeout = if issuing {
             let wake = connections.iter().filter_map(|c| c.wake_at(shared)).min();
             match wake {
-                Some(wake) if wake <= now => Some(Duration::ZERO),
+                Some(wake) if wake <= now => Duration::ZERO,
                 Some(wake) => {
-                    if armed != Some(wake) {
-                        timer.arm(wake - now)?;
-                        armed = Some(wake);
-                    }
-                    Some(POLL_CAP)
+                    wakeup.arm(wake, wake - now)?;
+                    POLL_CAP
                 }
-                None => Some(POLL_CAP),
+                None => POLL_CAP,
             }
         } else {
             let deadline = *drain_deadline.get_or_insert(now + shared.drain_timeout);
             if now >= deadline {
                 return Ok(());
             }
-            Some((deadline - now).min(POLL_CAP))
+            (deadline - now).min(POLL_CAP)
         };
-        match poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        }
+        poll_events(&mut poll, &mut events, timeout)?;
         for event in events.iter() {
-            if event.token() == TIMER_TOKEN {
-                timer.clear();
-                armed = None;
+            if wakeup.fired(event) {
                 continue;
             }
             let local = event.token().0 / SOCKETS_PER_CONNECTION;
@@ -636,17 +606,16 @@ fn drive(
             if connection.dead || !event.is_readable() {
                 continue;
             }
-            let before = result.completed + result.completed_warmup;
+            let before = result.tally.completed + result.counts.completed_warmup;
             if let Err(error) = connection.read(socket, shared, result, &mut scratch) {
                 scratch.clear();
                 fail(connection, result, error);
             }
-            if result.completed + result.completed_warmup > before {
+            if result.tally.completed + result.counts.completed_warmup > before {
                 last_progress = Instant::now();
             }
         }
-        progress.sent.store(result.sent + result.sent_warmup, Ordering::Relaxed);
-        progress.completed.store(result.completed + result.completed_warmup, Ordering::Relaxed);
+        report(result, reporter);
     }
 }
 
@@ -654,6 +623,6 @@ fn drive(
 fn fail(connection: &mut Connection, result: &mut WorkerResult, error: String) {
     if !connection.dead {
         connection.dead = true;
-        result.errors.push(format!("connection {}: {error}", connection.index));
+        result.tally.errors.push(format!("connection {}: {error}", connection.index));
     }
 }

@@ -33,29 +33,29 @@
 
 mod admin;
 mod check;
-pub(crate) mod driver;
-pub mod plot;
-pub(crate) mod report;
+mod driver;
+mod report;
 mod resp;
 mod rng;
-pub(crate) mod timer;
 mod workload;
 mod zipf;
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use hdrhistogram::Histogram;
 use rush_net::client::{ClientConfig, Pipeline};
 use serde_json::{json, Map, Value};
 
-use driver::{Load, Progress, Shared, Stop, Wire, WorkerResult};
-use workload::{ExactlyOnce, Layout, Mix, Params, SkuTally, Workload};
+use crate::measure::flags::{parse_duration, parse_percentiles, resolve, Percentiles};
+use crate::measure::plot;
+use crate::measure::report::OutputFiles;
+use crate::measure::tally::Merged;
+use crate::measure::workers::{run_workers, ProgressLine};
+use driver::{BenchCounts, Load, Shared, Stop, Wire, OPERATIONS};
+use workload::{Layout, Mix, Params, Workload};
 
 /// Wire protocols `--protocol` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -168,41 +168,6 @@ pub struct BenchArgs {
     /// bench waits with no response at all before giving up).
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub drain_timeout: Duration,
-}
-
-/// A validated `--percentiles` list.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Percentiles(pub Vec<f64>);
-
-pub(crate) fn parse_percentiles(text: &str) -> Result<Percentiles, String> {
-    let mut values = Vec::new();
-    for part in text.split(',').map(str::trim) {
-        let value: f64 =
-            part.parse().map_err(|_| format!("{part:?} is not a number (e.g. 50,99,99.9)"))?;
-        if !(value > 0.0 && value <= 100.0) {
-            return Err(format!("percentile {part} is outside (0, 100]"));
-        }
-        values.push(value);
-    }
-    Ok(Percentiles(values))
-}
-
-/// `250us`, `500ms`, `10s`, `1.5s`, `2m`, `1h`, or plain seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 =
-        number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 10s, 500ms, 2m)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1e3,
-        "us" | "µs" => value / 1e6,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (us, ms, s, m, h)")),
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
 }
 
 /// Everything `run` needs, checked.
@@ -343,14 +308,6 @@ fn random_seed() -> u64 {
     rng::splitmix64(&mut state) >> 1
 }
 
-fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {address:?}"))?
-        .next()
-        .with_context(|| format!("{address:?} resolves to nothing"))
-}
-
 /// Runs the bench; returns the process exit code (0, or 1 when a check failed or the run had
 /// errors).
 pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
@@ -396,27 +353,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
         main_start,
         drain_timeout: plan.drain_timeout,
     };
-    let progress: Vec<Progress> = (0..args.threads).map(|_| Progress::default()).collect();
-    let results: Vec<WorkerResult> = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_thread
-            .into_iter()
-            .zip(&progress)
-            .enumerate()
-            .map(|(index, (connections, progress))| {
-                let shared = &shared;
-                std::thread::Builder::new()
-                    .name(format!("rush-bench-{index}"))
-                    .spawn_scoped(scope, move || driver::run_worker(shared, connections, progress))
-            })
-            .collect::<Result<_, _>>()?;
-        show_progress(&progress, t0);
-        handles
-            .into_iter()
-            .map(|handle| handle.join().map_err(|_| anyhow::anyhow!("a bench thread panicked")))
-            .collect::<anyhow::Result<Vec<_>>>()
+    let line = ProgressLine { completed_label: "completed", rate: true };
+    let results = run_workers("bench", per_thread, t0, line, |connections, reporter| {
+        Ok(driver::run_worker(&shared, connections, reporter))
     })?;
     let run_end = Instant::now();
-    let merged = Merged::from(results, main_start);
+    let merged: Merged<BenchCounts> = Merged::merge(results, OPERATIONS.len(), main_start);
 
     // Read-back and checks.
     let checks = if args.no_check {
@@ -436,90 +378,44 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<i32> {
             t0.elapsed() >= Duration::from_millis(u64::from(workload::LONG_HOLD_MS));
         let context = check::Context {
             layout: &layout,
-            tallies: &merged.skus,
-            exactly_once: &merged.exactly_once,
+            tallies: &merged.counts.skus,
+            exactly_once: &merged.counts.exactly_once,
             long_holds_may_expire,
             short_holds_expired: hold_expire,
         };
         Some(server.check(&context)?)
     };
 
-    let by_op: Vec<(&'static str, &Histogram<u64>)> =
-        driver::OPS.iter().copied().zip(merged.by_op.iter()).collect();
     let report = report::Report {
         settings: settings_json(args, &plan, &layout, &server),
-        latency: &merged.latency,
-        by_op: &by_op,
+        merged: &merged,
         percentiles: &args.percentiles.0,
-        codes: &merged.codes,
-        duplicate_of: &merged.duplicate_of,
-        sent: merged.sent,
         planned: match (plan.load, plan.stop) {
             (Load::Open { rate }, Stop::After(duration)) => {
                 Some((rate * duration.as_secs_f64()).floor() as u64)
             }
             _ => None,
         },
-        completed: merged.completed,
-        unanswered: merged.unanswered,
-        warmup_sent: merged.sent_warmup,
-        warmup_completed: merged.completed_warmup,
-        elapsed: merged.elapsed,
         corrected: matches!(plan.load, Load::Open { .. }),
-        abandoned_follow_ups: merged.abandoned_follow_ups,
         checks: checks.as_deref(),
-        errors: &merged.errors,
     };
     report.write_summary(&mut out)?;
-    write_outputs(args, &report, &merged, base_time)?;
+    let files = OutputFiles {
+        json: args.json.as_deref(),
+        hgrm: args.hgrm.as_deref(),
+        hlog: args.hlog.as_deref(),
+        plot: args.plot.as_deref(),
+    };
+    files.write(
+        "rush bench",
+        || report.to_json(),
+        &merged.tally,
+        merged.elapsed,
+        base_time,
+        || format!("{} {}", args.protocol_name(), plan.mix),
+    )?;
     let failed = checks.as_ref().is_some_and(|checks| checks.iter().any(|check| !check.pass));
-    Ok(i32::from(failed || !merged.errors.is_empty()))
-}
-
-fn write_outputs(
-    args: &BenchArgs,
-    report: &report::Report,
-    merged: &Merged,
-    base_time: SystemTime,
-) -> anyhow::Result<()> {
-    if let Some(target) = &args.json {
-        let text = serde_json::to_string_pretty(&report.to_json())? + "\n";
-        if target == "-" {
-            io::stdout().write_all(text.as_bytes())?;
-        } else {
-            std::fs::write(target, text).with_context(|| format!("cannot write {target}"))?;
-        }
-    }
-    if let Some(path) = &args.hgrm {
-        let mut file = create(path)?;
-        report::write_hgrm(&merged.latency, &mut file)?;
-        file.flush()?;
-    }
-    if let Some(path) = &args.hlog {
-        let mut file = create(path)?;
-        report::write_hlog(&merged.intervals, base_time, merged.elapsed, &mut file)?;
-        file.flush()?;
-    }
-    if let Some(path) = &args.plot {
-        let label = args.hgrm.as_deref().and_then(Path::file_name).map_or_else(
-            || {
-                format!(
-                    "{} {}",
-                    args.protocol_name(),
-                    report.settings["workload"].as_str().unwrap_or("")
-                )
-            },
-            |name| name.to_string_lossy().into_owned(),
-        );
-        plot::plot_series(&[plot::series_from_histogram(&label, &merged.latency)], path)?;
-    }
-    Ok(())
-}
-
-fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    Ok(BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    ))
+    Ok(i32::from(failed || !merged.tally.errors.is_empty()))
 }
 
 impl BenchArgs {
@@ -528,105 +424,6 @@ impl BenchArgs {
             Protocol::Rush => "rush",
             Protocol::Resp => "resp",
         }
-    }
-}
-
-/// A progress line on stderr once a second while the workers run (only on a terminal).
-fn show_progress(progress: &[Progress], t0: Instant) {
-    let terminal = io::stderr().is_terminal();
-    let mut last_print = Instant::now();
-    let mut last_completed = 0u64;
-    while !progress.iter().all(|p| p.finished.load(Ordering::Acquire)) {
-        std::thread::sleep(Duration::from_millis(100));
-        if !terminal || last_print.elapsed() < Duration::from_secs(1) {
-            continue;
-        }
-        let sent: u64 = progress.iter().map(|p| p.sent.load(Ordering::Relaxed)).sum();
-        let completed: u64 = progress.iter().map(|p| p.completed.load(Ordering::Relaxed)).sum();
-        let rate =
-            (completed - last_completed.min(completed)) as f64 / last_print.elapsed().as_secs_f64();
-        eprint!(
-            "\r\x1b[2K[{:6.1} s] sent {sent}, completed {completed}, {rate:.0} req/s",
-            t0.elapsed().as_secs_f64()
-        );
-        last_print = Instant::now();
-        last_completed = completed;
-    }
-    if terminal {
-        eprint!("\r\x1b[2K");
-    }
-}
-
-/// The workers' results, merged.
-struct Merged {
-    latency: Histogram<u64>,
-    by_op: Vec<Histogram<u64>>,
-    intervals: Vec<Histogram<u64>>,
-    codes: report::CodeCounts,
-    duplicate_of: report::CodeCounts,
-    sent: u64,
-    sent_warmup: u64,
-    completed: u64,
-    completed_warmup: u64,
-    unanswered: u64,
-    elapsed: Duration,
-    skus: Vec<SkuTally>,
-    exactly_once: ExactlyOnce,
-    abandoned_follow_ups: u64,
-    errors: Vec<String>,
-}
-
-impl Merged {
-    fn from(results: Vec<WorkerResult>, main_start: Instant) -> Merged {
-        let mut merged = Merged {
-            latency: driver::new_histogram(),
-            by_op: (0..driver::OPS.len()).map(|_| driver::new_histogram()).collect(),
-            intervals: Vec::new(),
-            codes: [0; rush_engine::ResultCode::ALL.len()],
-            duplicate_of: [0; rush_engine::ResultCode::ALL.len()],
-            sent: 0,
-            sent_warmup: 0,
-            completed: 0,
-            completed_warmup: 0,
-            unanswered: 0,
-            elapsed: Duration::ZERO,
-            skus: Vec::new(),
-            exactly_once: ExactlyOnce::default(),
-            abandoned_follow_ups: 0,
-            errors: Vec::new(),
-        };
-        for result in results {
-            // Same bounds and precision everywhere, so adding cannot fail.
-            let _ = merged.latency.add(&result.latency);
-            for (total, part) in merged.by_op.iter_mut().zip(&result.by_op) {
-                let _ = total.add(part);
-            }
-            report::add_intervals(&mut merged.intervals, &result.intervals);
-            report::add_counts(&mut merged.codes, &result.codes);
-            report::add_counts(&mut merged.duplicate_of, &result.duplicate_of);
-            merged.sent += result.sent;
-            merged.sent_warmup += result.sent_warmup;
-            merged.completed += result.completed;
-            merged.completed_warmup += result.completed_warmup;
-            merged.unanswered += result.unanswered;
-            if let Some(last) = result.last_completion {
-                merged.elapsed = merged.elapsed.max(last.saturating_duration_since(main_start));
-            }
-            if merged.skus.is_empty() {
-                merged.skus = result.skus.clone();
-            } else {
-                for (total, part) in merged.skus.iter_mut().zip(&result.skus) {
-                    total.add(part);
-                }
-            }
-            merged.exactly_once.add(&result.exactly_once);
-            merged.abandoned_follow_ups += result.abandoned_follow_ups;
-            merged.errors.extend(result.errors);
-        }
-        if merged.unanswered > 0 {
-            merged.errors.push(format!("{} requests were never answered", merged.unanswered));
-        }
-        merged
     }
 }
 
@@ -856,20 +653,6 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<Plan> {
         let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))?;
         validate(&cli.bench)
-    }
-
-    #[test]
-    fn durations_and_percentiles_parse() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5parsecs").is_err());
-        assert_eq!(parse_percentiles("50, 99.9").unwrap().0, vec![50.0, 99.9]);
-        assert!(parse_percentiles("0").is_err());
-        assert!(parse_percentiles("101").is_err());
-        assert!(parse_percentiles("50,x").is_err());
     }
 
     #[test]

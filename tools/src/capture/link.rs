@@ -1,6 +1,15 @@
-//! From a captured packet to a TCP segment: the link layer (Ethernet with 802.1Q/802.1ad
-//! tags, Linux "cooked" SLL and SLL2, raw IP, BSD loopback), IPv4 (with options) or IPv6
-//! (with the extension headers that can be skipped), then the TCP header.
+//! From a captured packet to a TCP segment: the link layer, IPv4 or IPv6 (with the
+//! extension headers that can be skipped), then the TCP header.
+//!
+//! The headers are read with `etherparse`: Ethernet II, 802.1Q/802.1ad VLAN tags (one at a
+//! time, up to [`VLAN_TAGS_MAX`] stacked), IPv4 with its options and IPv6 with the hop-by-hop,
+//! routing, destination options, fragment and authentication headers (its lax slicing, so
+//! that a packet whose IP length field is 0, as segmentation offload leaves it, is taken
+//! as the captured bytes), and TCP. Three small decoders stay here, for link types
+//! etherparse does not cover as captured: Linux "cooked" SLL (etherparse reads it only for
+//! ARPHRD_ETHER, while `tcpdump -i any` labels loopback packets ARPHRD_LOOPBACK) and SLL2
+//! (not in etherparse), whose headers only tell the ethertype here; and the BSD loopback
+//! header (a 4-byte address family).
 //!
 //! A packet that is not a whole, unfragmented TCP segment is not an error of the file: it is
 //! [`Skip`]ped with the reason, and the converter counts the reasons. Checksums are not
@@ -8,7 +17,10 @@
 //! NIC would have filled in, so they are routinely "wrong".
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
+
+use etherparse::err::{ip, tcp, Layer};
+use etherparse::{Ethernet2Slice, IpNumber, LaxIpSlice, SingleVlanSlice, TcpSlice};
 
 /// LINKTYPE_NULL: BSD loopback, a 4-byte address family in the capturing host's byte order.
 pub const LINKTYPE_NULL: u32 = 0;
@@ -36,10 +48,10 @@ const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// 802.1Q, 802.1ad (QinQ outer tag) and the pre-standard QinQ type.
 const ETHERTYPE_VLAN: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 /// At most this many stacked VLAN tags are unwrapped (real networks use one or two).
-const VLAN_TAGS_MAX: usize = 8;
-/// At most this many IPv6 extension headers are skipped before giving up.
-const IPV6_EXTENSIONS_MAX: usize = 16;
-const IP_PROTOCOL_TCP: u8 = 6;
+pub const VLAN_TAGS_MAX: usize = 8;
+/// IPv6 extension headers etherparse does not walk (mobility, HIP, shim6, the two
+/// experimental numbers), and ESP, which encrypts what follows.
+const IPV6_EXTENSIONS_UNWALKED: [u8; 6] = [50, 135, 139, 140, 253, 254];
 
 /// TCP flag bits.
 pub const TCP_FIN: u8 = 0x01;
@@ -104,9 +116,13 @@ impl fmt::Display for Skip {
 pub fn parse(link_type: u32, packet: &[u8]) -> Result<Segment<'_>, Skip> {
     match link_type {
         LINKTYPE_ETHERNET => {
-            let header = packet.get(..14).ok_or(Skip::Truncated("Ethernet header"))?;
-            ethertype_payload(be16(header, 12), &packet[14..])
+            let ethernet = Ethernet2Slice::from_slice_without_fcs(packet)
+                .map_err(|_| Skip::Truncated("Ethernet header"))?;
+            let payload = ethernet.payload();
+            ethertype_payload(payload.ether_type.0, payload.payload)
         }
+        // The cooked headers, decoded here (see the module's comment): SLL has the protocol
+        // at bytes 14..16 of 16, SLL2 at bytes 0..2 of 20.
         LINKTYPE_LINUX_SLL => {
             let header = packet.get(..16).ok_or(Skip::Truncated("Linux SLL header"))?;
             ethertype_payload(be16(header, 14), &packet[16..])
@@ -152,10 +168,10 @@ fn ethertype_payload(mut ethertype: u16, mut payload: &[u8]) -> Result<Segment<'
         if tags > VLAN_TAGS_MAX {
             return Err(Skip::Malformed("VLAN tag stack (more than 8 tags)"));
         }
-        // A tag: 2 bytes of priority/VLAN id, then the next ethertype.
-        let tag = payload.get(..4).ok_or(Skip::Truncated("VLAN tag"))?;
-        ethertype = be16(tag, 2);
-        payload = &payload[4..];
+        let tag = SingleVlanSlice::from_slice(payload).map_err(|_| Skip::Truncated("VLAN tag"))?;
+        let inner = tag.payload();
+        ethertype = inner.ether_type.0;
+        payload = inner.payload;
     }
     match ethertype {
         ETHERTYPE_IPV4 | ETHERTYPE_IPV6 => ip(payload),
@@ -163,115 +179,72 @@ fn ethertype_payload(mut ethertype: u16, mut payload: &[u8]) -> Result<Segment<'
     }
 }
 
-/// IPv4 or IPv6, by the version nibble.
+/// IPv4 or IPv6 (by the version nibble), then TCP.
 fn ip(packet: &[u8]) -> Result<Segment<'_>, Skip> {
-    match packet.first().map(|byte| byte >> 4) {
-        Some(4) => ipv4(packet),
-        Some(6) => ipv6(packet),
-        Some(_) => Err(Skip::Malformed("IP header (version is neither 4 nor 6)")),
-        None => Err(Skip::Truncated("IP header")),
-    }
-}
-
-fn ipv4(packet: &[u8]) -> Result<Segment<'_>, Skip> {
-    let header = packet.get(..20).ok_or(Skip::Truncated("IPv4 header"))?;
-    let header_length = usize::from(header[0] & 0x0f) * 4;
-    if header_length < 20 {
-        return Err(Skip::Malformed("IPv4 header (header length below 20)"));
-    }
-    let mut total_length = usize::from(be16(header, 2));
-    if total_length == 0 {
-        // Segmentation offload: a packet captured before the NIC split it may carry 0;
-        // the captured bytes are the packet.
-        total_length = packet.len();
-    }
-    if total_length < header_length {
-        return Err(Skip::Malformed("IPv4 header (total length below the header length)"));
-    }
-    if packet.len() < header_length {
-        return Err(Skip::Truncated("IPv4 options"));
-    }
-    let fragment = be16(header, 6);
-    // More-fragments set, or a non-zero fragment offset.
-    if fragment & 0x3fff != 0 {
-        return Err(Skip::Fragment);
-    }
-    if header[9] != IP_PROTOCOL_TCP {
-        return Err(Skip::NotTcp(header[9]));
-    }
-    // Bytes past the total length are link-layer padding (short Ethernet frames).
-    let body = packet.get(header_length..total_length).ok_or(Skip::Truncated("IPv4 packet"))?;
-    let source = IpAddr::V4(Ipv4Addr::new(header[12], header[13], header[14], header[15]));
-    let destination = IpAddr::V4(Ipv4Addr::new(header[16], header[17], header[18], header[19]));
-    tcp(source, destination, body)
-}
-
-fn ipv6(packet: &[u8]) -> Result<Segment<'_>, Skip> {
-    let header = packet.get(..40).ok_or(Skip::Truncated("IPv6 header"))?;
-    let payload_length = usize::from(be16(header, 4));
-    let end = if payload_length == 0 {
-        // A jumbogram or an offloaded packet: the captured bytes are the packet.
-        packet.len()
-    } else {
-        40 + payload_length
-    };
-    let mut body = packet.get(40..end).ok_or(Skip::Truncated("IPv6 packet"))?;
-    let address = |at: usize| {
-        let mut octets = [0_u8; 16];
-        octets.copy_from_slice(&header[at..at + 16]);
-        IpAddr::V6(Ipv6Addr::from(octets))
-    };
-    let (source, destination) = (address(8), address(24));
-    let mut next = header[6];
-    for _ in 0..IPV6_EXTENSIONS_MAX {
-        match next {
-            IP_PROTOCOL_TCP => return tcp(source, destination, body),
-            // Hop-by-hop, routing, destination options, mobility, HIP, shim6, and the two
-            // experimental numbers: all "next header, length in 8-byte units minus 1".
-            0 | 43 | 60 | 135 | 139 | 140 | 253 | 254 => {
-                let extension = body.get(..2).ok_or(Skip::Truncated("IPv6 extension header"))?;
-                let length = (usize::from(extension[1]) + 1) * 8;
-                next = extension[0];
-                body = body.get(length..).ok_or(Skip::Truncated("IPv6 extension header"))?;
-            }
-            // Authentication header: length in 4-byte units minus 2.
-            51 => {
-                let extension = body.get(..2).ok_or(Skip::Truncated("IPv6 extension header"))?;
-                let length = (usize::from(extension[1]) + 2) * 4;
-                next = extension[0];
-                body = body.get(length..).ok_or(Skip::Truncated("IPv6 extension header"))?;
-            }
-            // Fragment header: an "atomic" fragment (offset 0, no more fragments) is a whole
-            // packet; any other is a piece.
-            44 => {
-                let extension = body.get(..8).ok_or(Skip::Truncated("IPv6 fragment header"))?;
-                if be16(extension, 2) & 0xfff9 != 0 {
-                    return Err(Skip::Fragment);
-                }
-                next = extension[0];
-                body = &body[8..];
-            }
-            // ESP encrypts what follows.
-            50 => return Err(Skip::Ipv6Extension(50)),
-            other => return Err(Skip::NotTcp(other)),
+    let (slice, extension_error) = LaxIpSlice::from_slice(packet).map_err(|error| match error {
+        ip::LaxHeaderSliceError::Len(error) => Skip::Truncated(match error.layer {
+            Layer::Ipv4Header => "IPv4 header",
+            Layer::Ipv6Header => "IPv6 header",
+            _ => "IP header",
+        }),
+        ip::LaxHeaderSliceError::Content(ip::HeaderError::UnsupportedIpVersion { .. }) => {
+            Skip::Malformed("IP header (version is neither 4 nor 6)")
+        }
+        ip::LaxHeaderSliceError::Content(ip::HeaderError::Ipv4HeaderLengthSmallerThanHeader {
+            ..
+        }) => Skip::Malformed("IPv4 header (header length below 20)"),
+    })?;
+    let version6 = matches!(slice, LaxIpSlice::Ipv6(_));
+    if let LaxIpSlice::Ipv4(ipv4) = &slice {
+        let header = ipv4.header();
+        let total_length = usize::from(header.total_len());
+        // 0 is segmentation offload (a packet captured before the NIC split it): the lax
+        // slice then takes the captured bytes, as it should. Any other length shorter
+        // than the header is impossible, which the lax slice would paper over.
+        if total_length != 0 && total_length < header.slice().len() {
+            return Err(Skip::Malformed("IPv4 header (total length below the header length)"));
         }
     }
-    Err(Skip::Ipv6Extension(next))
+    let payload = slice.payload();
+    if payload.incomplete {
+        // The capture's snap length cut the packet short of its IP length.
+        return Err(Skip::Truncated(if version6 { "IPv6 packet" } else { "IPv4 packet" }));
+    }
+    if let Some((error, _)) = extension_error {
+        return Err(match error {
+            etherparse::err::ipv6_exts::HeaderSliceError::Len(_) => {
+                Skip::Truncated("IPv6 extension header")
+            }
+            etherparse::err::ipv6_exts::HeaderSliceError::Content(_) => {
+                Skip::Malformed("IPv6 extension header")
+            }
+        });
+    }
+    if payload.fragmented {
+        return Err(Skip::Fragment);
+    }
+    match payload.ip_number {
+        IpNumber::TCP => tcp(&slice, payload.payload),
+        IpNumber(number) if version6 && IPV6_EXTENSIONS_UNWALKED.contains(&number) => {
+            Err(Skip::Ipv6Extension(number))
+        }
+        IpNumber(number) => Err(Skip::NotTcp(number)),
+    }
 }
 
-fn tcp(source: IpAddr, destination: IpAddr, segment: &[u8]) -> Result<Segment<'_>, Skip> {
-    let header = segment.get(..20).ok_or(Skip::Truncated("TCP header"))?;
-    let header_length = usize::from(header[12] >> 4) * 4;
-    if header_length < 20 {
-        return Err(Skip::Malformed("TCP header (data offset below 5)"));
-    }
-    let payload = segment.get(header_length..).ok_or(Skip::Truncated("TCP options"))?;
+fn tcp<'a>(ip: &LaxIpSlice<'_>, segment: &'a [u8]) -> Result<Segment<'a>, Skip> {
+    let tcp = TcpSlice::from_slice(segment).map_err(|error| match error {
+        tcp::HeaderSliceError::Len(_) if segment.len() < 20 => Skip::Truncated("TCP header"),
+        tcp::HeaderSliceError::Len(_) => Skip::Truncated("TCP options"),
+        tcp::HeaderSliceError::Content(_) => Skip::Malformed("TCP header (data offset below 5)"),
+    })?;
     Ok(Segment {
-        source: SocketAddr::new(source, be16(header, 0)),
-        destination: SocketAddr::new(destination, be16(header, 2)),
-        sequence: u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
-        flags: header[13],
-        payload,
+        source: SocketAddr::new(ip.source_addr(), tcp.source_port()),
+        destination: SocketAddr::new(ip.destination_addr(), tcp.destination_port()),
+        sequence: tcp.sequence_number(),
+        // The flags byte as sent (etherparse checked that the header has its 20 bytes).
+        flags: tcp.header_slice()[13],
+        payload: tcp.payload(),
     })
 }
 

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use rush_net::capture::{
-    read_capture, write_capture, Capture, FileHeader, Record, MAGIC, RECORD_SIZE, VERSION,
+    read_capture, write_capture, Capture, FileHeader, Record, HEADER_SIZE, KIND_CLOSE, KIND_FRAME,
+    KIND_OPEN, MAGIC, RECORD_SIZE, VERSION,
 };
 use rush_net::protocol::wire::{U32Le, U64Le};
 
@@ -41,6 +42,70 @@ mod tests;
 use link::Skip;
 use pcap::{Format, PacketReader, PcapError};
 use reassembly::{Reassembler, Stats, Warnings};
+
+/// The longest time accepted between a capture's earliest and latest record: a week. A
+/// record further out is a corrupt or forged time (a fuzzed capture with bit 62 set in one
+/// `recv_ns` planned a replay of 146 years), not traffic anyone replays: every command that
+/// reads a capture refuses it, naming the records.
+pub const CAPTURE_SPAN_NS_MAX: u64 = 7 * 24 * 3600 * 1_000_000_000;
+
+/// A capture whose records span more than [`CAPTURE_SPAN_NS_MAX`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanError {
+    /// (index in the file, from 0; recv_ns) of the earliest and of the latest record.
+    pub earliest: (usize, u64),
+    pub latest: (usize, u64),
+    /// The latest record's connection and kind, to find it.
+    pub latest_connection: u64,
+    pub latest_kind: u8,
+}
+
+impl fmt::Display for SpanError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ((earliest, earliest_ns), (latest, latest_ns)) = (self.earliest, self.latest);
+        let kind = match self.latest_kind {
+            KIND_OPEN => "OPEN",
+            KIND_FRAME => "FRAME",
+            KIND_CLOSE => "CLOSE",
+            _ => "unknown kind",
+        };
+        write!(
+            formatter,
+            "record {latest} ({kind} of connection {:#x}) has recv_ns {latest_ns}, {:.1} days \
+             after record {earliest} (recv_ns {earliest_ns}): a capture may span at most {} \
+             days, so one of the two has an implausible time",
+            self.latest_connection,
+            (latest_ns - earliest_ns) as f64 / 86_400e9,
+            CAPTURE_SPAN_NS_MAX / 86_400_000_000_000,
+        )
+    }
+}
+
+impl std::error::Error for SpanError {}
+
+/// Checks that the records of `capture` span at most [`CAPTURE_SPAN_NS_MAX`] (records need
+/// not be in time order: shards interleave, and the replay keeps each connection's file
+/// order).
+pub fn check_span(capture: &Capture) -> Result<(), SpanError> {
+    let times = capture.records.iter().map(|record| record.recv_ns.get()).enumerate();
+    // The first of equal times, so the error names the earliest record in the file.
+    let Some(earliest) = times.clone().min_by_key(|&(index, time)| (time, index)) else {
+        return Ok(());
+    };
+    let latest = times.max_by_key(|&(index, time)| (time, std::cmp::Reverse(index)));
+    let latest = latest.expect("a capture with a record has a latest one");
+    assert!(latest.1 >= earliest.1);
+    if latest.1 - earliest.1 <= CAPTURE_SPAN_NS_MAX {
+        return Ok(());
+    }
+    let record = &capture.records[latest.0];
+    Err(SpanError {
+        earliest,
+        latest,
+        latest_connection: record.connection.get(),
+        latest_kind: record.kind,
+    })
+}
 
 /// `rush capture` flags.
 #[derive(clap::Args, Debug)]
@@ -101,11 +166,11 @@ pub struct ReplayArgs {
     pub threads: usize,
     /// The longest wait for a response with requests in flight before giving up (raised to
     /// the capture's longest RESERVE wait_ms + 2 s)
-    #[arg(long, value_name = "TIME", value_parser = crate::bench::parse_duration, default_value = "5s")]
+    #[arg(long, value_name = "TIME", value_parser = crate::measure::flags::parse_duration, default_value = "5s")]
     pub drain_timeout: std::time::Duration,
     /// Percentiles to report, e.g. 50,99,99.9
-    #[arg(long, default_value = "50,90,99,99.9,99.99", value_parser = crate::bench::parse_percentiles)]
-    pub percentiles: crate::bench::Percentiles,
+    #[arg(long, default_value = "50,90,99,99.9,99.99", value_parser = crate::measure::flags::parse_percentiles)]
+    pub percentiles: crate::measure::flags::Percentiles,
     /// Write the latency distribution in HdrHistogram's percentile format (µs)
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
@@ -212,12 +277,29 @@ pub fn load(path: &Path, port: Option<u16>) -> anyhow::Result<(Capture, Option<R
         .take(8)
         .read_to_end(&mut prefix)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    match pcap::detect(&prefix) {
+    let (capture, report) = match pcap::detect(&prefix) {
         Format::RushCapture => {
+            let length =
+                file.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
+            if length < HEADER_SIZE as u64 {
+                bail!(
+                    "{} is a truncated Rush capture: it ends after {length} bytes, inside the \
+                     {HEADER_SIZE}-byte file header",
+                    path.display()
+                );
+            }
             let capture = read_capture(path)
                 .with_context(|| format!("{} is not a valid Rush capture", path.display()))?;
-            Ok((capture, None))
+            (capture, None)
         }
+        // A file shorter than the magic: `RUSH`, say, is a capture cut short, not an
+        // unknown format.
+        Format::Unknown if !prefix.is_empty() && MAGIC.starts_with(&prefix) => bail!(
+            "{} is a truncated Rush capture: it ends after {} bytes, inside the \
+             {HEADER_SIZE}-byte file header",
+            path.display(),
+            prefix.len()
+        ),
         format @ (Format::Pcap | Format::PcapNg) => {
             let Some(port) = port else {
                 bail!(
@@ -230,7 +312,7 @@ pub fn load(path: &Path, port: Option<u16>) -> anyhow::Result<(Capture, Option<R
                 File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             let conversion = convert(BufReader::new(file), port)
                 .with_context(|| format!("cannot convert {}", path.display()))?;
-            Ok((conversion.capture, Some(conversion.report)))
+            (conversion.capture, Some(conversion.report))
         }
         Format::Unknown => {
             let shown: Vec<String> = prefix.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -240,7 +322,9 @@ pub fn load(path: &Path, port: Option<u16>) -> anyhow::Result<(Capture, Option<R
                 if shown.is_empty() { "nothing: it is empty".to_string() } else { shown.join(" ") }
             )
         }
-    }
+    };
+    check_span(&capture).with_context(|| format!("{} cannot be replayed", path.display()))?;
+    Ok((capture, report))
 }
 
 /// [`load`], printing a conversion's warnings (to stderr) and returning the capture.
@@ -269,6 +353,8 @@ pub fn capture(args: &CaptureArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot convert {}", args.pcap.display()))?;
     print_warnings(&conversion.report.warnings);
     let capture = &conversion.capture;
+    // A capture replay would refuse is not written.
+    check_span(capture).with_context(|| format!("cannot convert {}", args.pcap.display()))?;
     write_capture(&args.output, capture.header.started_unix_ns.get(), &capture.records)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!("{}", conversion.report);

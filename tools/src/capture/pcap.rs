@@ -1,48 +1,60 @@
-//! Streaming readers for the two tcpdump file formats: classic pcap and pcapng.
+//! tcpdump's two file formats, classic pcap and pcapng, read with `pcap-parser`
+//! (rusticata's streaming parser, fuzzed upstream): it frames the file header, the records
+//! and the blocks, checks their lengths (a pcapng block's two length fields must agree) and
+//! gives each block's fields in the file's byte order.
 //!
-//! - **pcap**: a 24-byte file header (magic `a1b2c3d4` for microsecond or `a1b23c4d` for
-//!   nanosecond timestamps, in the writer's byte order, which the magic reveals), then
-//!   records of a 16-byte header (seconds, fraction, captured length, original length) and
-//!   the captured bytes. One link type for the whole file.
-//! - **pcapng**: blocks of `type, total length, body, total length`. A Section Header Block
-//!   (SHB) sets the byte order of its section (the byte-order magic `1a2b3c4d` tells which)
-//!   and forgets the interfaces of the section before; Interface Description Blocks (IDB)
-//!   give each interface its link type, snap length and timestamp resolution
-//!   (`if_tsresol`, default microseconds) and offset (`if_tsoffset`); packets come in
-//!   Enhanced Packet Blocks (EPB, with an interface id and a 64-bit timestamp), Simple
-//!   Packet Blocks (SPB: interface 0, no timestamp) or the obsolete Packet Block. Every
-//!   other block type is skipped by its length.
+//! This module adds what the crate leaves to its callers:
 //!
-//! The reader reads the file once, front to back, holding one packet at a time (memory does
-//! not grow with the file). Everything is validated: a file that ends inside a structure or
-//! carries an impossible value is an error naming the byte offset of the structure, never a
-//! panic and never a silently shortened result.
+//! - telling the formats apart by their first bytes ([`detect`], which also knows the
+//!   Rush capture's magic);
+//! - the checks the crate does not make: pcap version 2.4, a timestamp fraction below one
+//!   second, at most [`MAX_PACKET_BYTES`] captured per packet, pcapng version 1, packets
+//!   naming an interface their section described, at most [`MAX_INTERFACES`] per section;
+//! - pcapng's per-interface link type and timestamps. `if_tsresol` and `if_tsoffset` are
+//!   decoded here: the crate reads `if_tsoffset` as little-endian whatever the section's
+//!   byte order, and its resolution helper refuses every binary (`2^-n`) resolution;
+//! - the obsolete pcapng Packet Block (type 2), which the crate hands over as an unknown
+//!   block: its 20-byte header is decoded here;
+//! - errors that name the byte offset of the record or block, and a growing read buffer
+//!   (64 KiB at first; up to [`MAX_BLOCK_BYTES`] for a block that needs it).
+//!
+//! The reader reads the file once, front to back, holding at most one record or block
+//! (memory does not grow with the file). A file that ends inside a structure or carries an
+//! impossible value is an error naming the byte offset of the structure, never a panic and
+//! never a silently shortened result.
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Chain, Cursor, Read};
+use std::rc::Rc;
+
+use pcap_parser::traits::PcapReaderIterator;
+use pcap_parser::{
+    Block, LegacyPcapReader, OptionCode, PcapBlockOwned, PcapError as ParseError, PcapNGReader,
+};
 
 /// The largest packet (captured bytes) accepted: libpcap's `MAXIMUM_SNAPLEN`. A record
 /// claiming more is taken for corruption rather than allocated.
 pub const MAX_PACKET_BYTES: u32 = 262_144;
 /// The largest pcapng block accepted (16 MiB; a packet block holds at most
-/// [`MAX_PACKET_BYTES`] plus options). Larger blocks of a type this reader skips are not
-/// held in memory and may be any size.
+/// [`MAX_PACKET_BYTES`] plus options).
 pub const MAX_BLOCK_BYTES: u32 = 16 << 20;
 /// Interfaces one pcapng section may describe (a guard against a corrupt file that is all
 /// IDBs; real captures have a handful).
 pub const MAX_INTERFACES: usize = 4096;
+/// The read buffer's first size: most records and blocks are far smaller, and the corrupt
+/// files of the tests are read tens of thousands of times.
+const BUFFER_BYTES_INITIAL: usize = 64 << 10;
 
 const PCAP_MICROS: u32 = 0xa1b2_c3d4;
 const PCAP_NANOS: u32 = 0xa1b2_3c4d;
+/// Alexey Kuznetzov's modified pcap (24-byte record headers), which the crate also reads.
+const PCAP_MODIFIED: u32 = 0xa1b2_cd34;
 const BLOCK_SHB: u32 = 0x0a0d_0d0a;
 const BLOCK_IDB: u32 = 0x0000_0001;
 const BLOCK_PACKET_OBSOLETE: u32 = 0x0000_0002;
 const BLOCK_SPB: u32 = 0x0000_0003;
 const BLOCK_EPB: u32 = 0x0000_0006;
-const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
-const OPTION_END: u16 = 0;
-const OPTION_IF_TSRESOL: u16 = 9;
-const OPTION_IF_TSOFFSET: u16 = 14;
 
 /// What a file is, from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +90,8 @@ pub fn detect(prefix: &[u8]) -> Format {
     };
     let little = u32::from_le_bytes([first[0], first[1], first[2], first[3]]);
     let big = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
-    if [little, big].iter().any(|&magic| magic == PCAP_MICROS || magic == PCAP_NANOS) {
+    let pcap = |magic: u32| [PCAP_MICROS, PCAP_NANOS, PCAP_MODIFIED].contains(&magic);
+    if pcap(little) || pcap(big) {
         Format::Pcap
     } else if big == BLOCK_SHB {
         Format::PcapNg
@@ -94,8 +107,8 @@ pub enum PcapError {
     Io { offset: u64, source: io::Error },
     /// The file starts with neither a pcap magic nor a pcapng Section Header Block.
     UnknownMagic { magic: [u8; 4] },
-    /// The file ends inside a structure: `needed` bytes from `offset`, only `available`.
-    Truncated { offset: u64, what: &'static str, needed: u64, available: u64 },
+    /// The file ends inside the `what` that starts at `offset`, `available` bytes into it.
+    Truncated { offset: u64, what: &'static str, available: u64 },
     /// A format version this reader does not know.
     Version { offset: u64, major: u16, minor: u16 },
     /// An impossible value.
@@ -113,10 +126,10 @@ impl fmt::Display for PcapError {
                 "not a pcap or pcapng file (it starts with {:02x} {:02x} {:02x} {:02x})",
                 magic[0], magic[1], magic[2], magic[3]
             ),
-            PcapError::Truncated { offset, what, needed, available } => write!(
+            PcapError::Truncated { offset, what, available } => write!(
                 formatter,
-                "truncated file: the {what} at byte offset {offset} needs {needed} bytes, \
-                 but only {available} remain"
+                "truncated file: the {what} at byte offset {offset} needs more than the \
+                 {available} bytes that remain"
             ),
             PcapError::Version { offset, major, minor } => write!(
                 formatter,
@@ -187,587 +200,627 @@ struct Interface {
     offset_seconds: i64,
 }
 
+/// What the reader knows of the file beyond the current block.
 #[derive(Debug)]
-enum State {
+enum Layout {
     Pcap { big_endian: bool, nanos: bool, link_type: u32 },
     PcapNg { big_endian: bool, interfaces: Vec<Interface>, last_timestamp_ns: u64 },
 }
 
+/// The input as the crate reads it: every read filled as far as the input allows (the
+/// crate parses a file header from its first read alone), the bytes counted and a read
+/// error kept (the crate keeps only "read error").
+#[derive(Debug)]
+struct Source<R> {
+    input: R,
+    state: Rc<SourceState>,
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    bytes_read: Cell<u64>,
+    error: RefCell<Option<io::Error>>,
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match self.input.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(count) => filled += count,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    let kind = error.kind();
+                    *self.state.error.borrow_mut() = Some(error);
+                    return Err(kind.into());
+                }
+            }
+        }
+        self.state.bytes_read.set(self.state.bytes_read.get() + filled as u64);
+        Ok(filled)
+    }
+}
+
+/// The magic, read to tell the format, put back in front of the rest.
+type Input<R> = Source<Chain<Cursor<[u8; 4]>, R>>;
+
+enum Blocks<R: Read> {
+    Pcap(LegacyPcapReader<Input<R>>),
+    PcapNg(PcapNGReader<Input<R>>),
+}
+
+impl<R: Read> Blocks<R> {
+    fn reader(&mut self) -> &mut dyn PcapReaderIterator {
+        match self {
+            Blocks::Pcap(reader) => reader,
+            Blocks::PcapNg(reader) => reader,
+        }
+    }
+}
+
+impl<R: Read> fmt::Debug for Blocks<R> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Blocks::Pcap(_) => "Blocks::Pcap",
+            Blocks::PcapNg(_) => "Blocks::PcapNg",
+        })
+    }
+}
+
+/// A packet found in a block: where its bytes are in the reader's buffer, and the rest.
+struct Found {
+    timestamp_ns: u64,
+    link_type: u32,
+    original_length: u32,
+}
+
 /// Reads packets from a pcap or pcapng stream, one at a time.
 #[derive(Debug)]
-pub struct PacketReader<R> {
-    input: R,
-    /// Bytes consumed so far (the offset of the next unread byte).
-    offset: u64,
-    state: State,
-    /// The current packet's bytes (pcap) or block body (pcapng), reused.
-    buffer: Vec<u8>,
-    format: Format,
+pub struct PacketReader<R: Read> {
+    blocks: Blocks<R>,
+    layout: Layout,
+    source: Rc<SourceState>,
+    /// The current packet's bytes (copied out of the crate's buffer, which the next block
+    /// reuses).
+    packet: Vec<u8>,
 }
 
 impl<R: Read> PacketReader<R> {
-    /// Reads the file header (pcap) or the first Section Header Block (pcapng).
-    pub fn new(mut input: R) -> Result<PacketReader<R>, PcapError> {
+    /// Reads the file header (pcap) or checks the first Section Header Block (pcapng).
+    pub fn new(input: R) -> Result<PacketReader<R>, PcapError> {
+        let state = Rc::new(SourceState::default());
+        let mut input = input;
         let mut magic = [0_u8; 4];
-        let got = read_full(&mut input, &mut magic, 0)?;
+        let got = read_full(&mut input, &mut magic)
+            .map_err(|source| PcapError::Io { offset: 0, source })?;
         if got < magic.len() {
             return Err(PcapError::Truncated {
                 offset: 0,
                 what: "file header",
-                needed: 4,
                 available: got as u64,
             });
         }
-        match detect(&magic) {
-            Format::Pcap => PacketReader::pcap(input, magic),
-            Format::PcapNg => {
-                let mut reader = PacketReader {
-                    input,
-                    offset: 4,
-                    state: State::PcapNg {
-                        big_endian: false,
-                        interfaces: Vec::new(),
-                        last_timestamp_ns: 0,
+        let format = detect(&magic);
+        // The source counts every byte as the crate reads it, the magic's again included.
+        let input = Source { input: Cursor::new(magic).chain(input), state: Rc::clone(&state) };
+        let truncated =
+            |what| PcapError::Truncated { offset: 0, what, available: state.bytes_read.get() };
+        match format {
+            Format::Pcap => {
+                let mut reader = LegacyPcapReader::new(BUFFER_BYTES_INITIAL, input).map_err(
+                    |error| match error {
+                        ParseError::Incomplete(_) => truncated("pcap file header"),
+                        ParseError::ReadError => io_error(&state, 0),
+                        other => {
+                            corrupt(0, format!("malformed pcap file header ({})", reason(&other)))
+                        }
                     },
-                    buffer: Vec::new(),
-                    format: Format::PcapNg,
+                )?;
+                let (length, header) = match reader.next() {
+                    Ok((length, PcapBlockOwned::LegacyHeader(header))) => (length, header),
+                    _ => unreachable!("a legacy reader's first block is the header it parsed"),
                 };
-                reader.section_header(0)?;
-                Ok(reader)
+                if (header.version_major, header.version_minor) != (2, 4) {
+                    // 2.4 is the only version ever written; 2.3 files differ only in a field
+                    // order libpcap itself swaps back, and nothing writes them any more.
+                    return Err(PcapError::Version {
+                        offset: 4,
+                        major: header.version_major,
+                        minor: header.version_minor,
+                    });
+                }
+                // Bits 0..16: the link type; bits 26..32 say whether frames end in an FCS,
+                // which the IP length fields make irrelevant here.
+                let link_type = (header.network.0 as u32) & 0xffff;
+                let layout = Layout::Pcap {
+                    big_endian: header.is_bigendian(),
+                    nanos: header.is_nanosecond_precision(),
+                    link_type,
+                };
+                reader.consume(length);
+                Ok(PacketReader {
+                    blocks: Blocks::Pcap(reader),
+                    layout,
+                    source: state,
+                    packet: Vec::new(),
+                })
             }
-            _ => Err(PcapError::UnknownMagic { magic }),
+            Format::PcapNg => {
+                let reader =
+                    PcapNGReader::new(BUFFER_BYTES_INITIAL, input).map_err(
+                        |error| match error {
+                            ParseError::Incomplete(_) => truncated("section header block"),
+                            ParseError::ReadError => io_error(&state, 0),
+                            other => corrupt(
+                                0,
+                                format!("malformed section header block ({})", reason(&other)),
+                            ),
+                        },
+                    )?;
+                // The first block is read like any other: it sets the byte order.
+                let layout = Layout::PcapNg {
+                    big_endian: false,
+                    interfaces: Vec::new(),
+                    last_timestamp_ns: 0,
+                };
+                Ok(PacketReader {
+                    blocks: Blocks::PcapNg(reader),
+                    layout,
+                    source: state,
+                    packet: Vec::new(),
+                })
+            }
+            Format::RushCapture | Format::Unknown => Err(PcapError::UnknownMagic { magic }),
         }
     }
 
     /// The file's format ([`Format::Pcap`] or [`Format::PcapNg`]).
     pub fn format(&self) -> Format {
-        self.format
-    }
-
-    fn pcap(mut input: R, magic: [u8; 4]) -> Result<PacketReader<R>, PcapError> {
-        let mut rest = [0_u8; 20];
-        let got = read_full(&mut input, &mut rest, 4)?;
-        if got < rest.len() {
-            return Err(PcapError::Truncated {
-                offset: 0,
-                what: "pcap file header",
-                needed: 24,
-                available: 4 + got as u64,
-            });
+        match self.blocks {
+            Blocks::Pcap(_) => Format::Pcap,
+            Blocks::PcapNg(_) => Format::PcapNg,
         }
-        let little = u32::from_le_bytes(magic);
-        let big_endian = !(little == PCAP_MICROS || little == PCAP_NANOS);
-        let nanos = if big_endian { u32::from_be_bytes(magic) } else { little } == PCAP_NANOS;
-        let major = u16_at(&rest, 0, big_endian);
-        let minor = u16_at(&rest, 2, big_endian);
-        // 2.4 is the only version ever written; 2.3 files differ only in a field order
-        // libpcap itself swaps back, and nothing writes them any more.
-        if major != 2 || minor != 4 {
-            return Err(PcapError::Version { offset: 4, major, minor });
-        }
-        // Bits 0..16: the link type; bits 26..32 say whether frames end in an FCS, which
-        // the IP length fields make irrelevant here.
-        let link_type = u32_at(&rest, 16, big_endian) & 0xffff;
-        Ok(PacketReader {
-            input,
-            offset: 24,
-            state: State::Pcap { big_endian, nanos, link_type },
-            buffer: Vec::new(),
-            format: Format::Pcap,
-        })
     }
 
     /// The next packet, or `None` at the end of the file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, PcapError> {
-        match self.state {
-            State::Pcap { big_endian, nanos, link_type } => {
-                self.next_pcap(big_endian, nanos, link_type)
-            }
-            State::PcapNg { .. } => self.next_pcapng(),
-        }
-    }
-
-    fn next_pcap(
-        &mut self,
-        big_endian: bool,
-        nanos: bool,
-        link_type: u32,
-    ) -> Result<Option<Packet<'_>>, PcapError> {
-        let start = self.offset;
-        let mut header = [0_u8; 16];
-        let got = read_full(&mut self.input, &mut header, start)?;
-        if got == 0 {
-            return Ok(None);
-        }
-        if got < header.len() {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what: "packet record header",
-                needed: 16,
-                available: got as u64,
-            });
-        }
-        let seconds = u64::from(u32_at(&header, 0, big_endian));
-        let fraction = u64::from(u32_at(&header, 4, big_endian));
-        let captured = u32_at(&header, 8, big_endian);
-        let original_length = u32_at(&header, 12, big_endian);
-        let (fraction_max, fraction_ns) =
-            if nanos { (1_000_000_000, 1) } else { (1_000_000, 1000) };
-        if fraction >= fraction_max {
-            let unit = if nanos { "nanoseconds" } else { "microseconds" };
-            return Err(corrupt(
-                start,
-                format!(
-                    "packet record timestamp has {fraction} {unit} (at most {})",
-                    fraction_max - 1
-                ),
-            ));
-        }
-        if captured > MAX_PACKET_BYTES {
-            return Err(corrupt(
-                start,
-                format!(
-                    "packet record claims {captured} captured bytes (at most {MAX_PACKET_BYTES})"
-                ),
-            ));
-        }
-        self.offset += 16;
-        self.read_body(captured as usize, start, "packet record")?;
-        Ok(Some(Packet {
-            offset: start,
-            timestamp_ns: seconds * 1_000_000_000 + fraction * fraction_ns,
-            link_type,
-            data: &self.buffer,
-            original_length,
-        }))
-    }
-
-    /// Reads `length` bytes into the buffer; the structure they belong to starts at `start`.
-    fn read_body(
-        &mut self,
-        length: usize,
-        start: u64,
-        what: &'static str,
-    ) -> Result<(), PcapError> {
-        self.buffer.clear();
-        self.buffer.resize(length, 0);
-        let got = read_full(&mut self.input, &mut self.buffer, self.offset)?;
-        if got < length {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what,
-                needed: self.offset - start + length as u64,
-                available: self.offset - start + got as u64,
-            });
-        }
-        self.offset += length as u64;
-        Ok(())
-    }
-
-    fn next_pcapng(&mut self) -> Result<Option<Packet<'_>>, PcapError> {
         loop {
-            let start = self.offset;
-            let mut head = [0_u8; 4];
-            let got = read_full(&mut self.input, &mut head, start)?;
-            if got == 0 {
-                return Ok(None);
-            }
-            if got < head.len() {
-                return Err(PcapError::Truncated {
-                    offset: start,
-                    what: "block header",
-                    needed: 8,
-                    available: got as u64,
-                });
-            }
-            self.offset += 4;
-            let State::PcapNg { big_endian, .. } = self.state else {
-                unreachable!("next_pcapng runs on pcapng files only");
-            };
-            let block_type =
-                if big_endian { u32::from_be_bytes(head) } else { u32::from_le_bytes(head) };
-            match block_type {
-                BLOCK_SHB => self.section_header(start)?,
-                BLOCK_IDB => {
-                    self.block_body(start, big_endian, "interface description block")?;
-                    self.interface_description(start, big_endian)?;
+            let reader = self.blocks.reader();
+            let offset = reader.consumed() as u64;
+            match reader.next() {
+                Ok((length, block)) => {
+                    let found = take_packet(&mut self.layout, block, offset, &mut self.packet)?;
+                    self.blocks.reader().consume(length);
+                    if let Some(found) = found {
+                        return Ok(Some(Packet {
+                            offset,
+                            timestamp_ns: found.timestamp_ns,
+                            link_type: found.link_type,
+                            data: &self.packet,
+                            original_length: found.original_length,
+                        }));
+                    }
                 }
-                BLOCK_EPB | BLOCK_SPB | BLOCK_PACKET_OBSOLETE => {
-                    self.block_body(start, big_endian, "packet block")?;
-                    let (timestamp_ns, link_type, range, original_length) =
-                        self.packet_block(start, block_type, big_endian)?;
-                    return Ok(Some(Packet {
-                        offset: start,
-                        timestamp_ns,
-                        link_type,
-                        data: &self.buffer[range],
-                        original_length,
-                    }));
+                Err(ParseError::Eof) => return Ok(None),
+                Err(ParseError::Incomplete(_)) => self.refill(offset)?,
+                Err(ParseError::BufferTooSmall) => self.grow(offset)?,
+                Err(ParseError::UnexpectedEof) => {
+                    let available = self.source.bytes_read.get().saturating_sub(offset);
+                    let what = self.structure_name();
+                    return Err(PcapError::Truncated { offset, what, available });
                 }
-                _ => self.skip_block(start, big_endian)?,
+                Err(ParseError::ReadError) => return Err(io_error(&self.source, offset)),
+                Err(error) => {
+                    // Owned first: the error borrows the buffer the name is read from.
+                    let why = reason(&error);
+                    let what = self.structure_name();
+                    return Err(corrupt(offset, format!("malformed {what} ({why})")));
+                }
             }
         }
     }
 
-    /// Reads a Section Header Block whose type field (4 bytes at `start`) was read.
-    fn section_header(&mut self, start: u64) -> Result<(), PcapError> {
-        let mut fixed = [0_u8; 8];
-        let got = read_full(&mut self.input, &mut fixed, self.offset)?;
-        if got < fixed.len() {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what: "section header block",
-                needed: 12,
-                available: 4 + got as u64,
-            });
-        }
-        // The byte-order magic comes after the length, so it is read first.
-        let order = [fixed[4], fixed[5], fixed[6], fixed[7]];
-        let big_endian = if u32::from_le_bytes(order) == BYTE_ORDER_MAGIC {
-            false
-        } else if u32::from_be_bytes(order) == BYTE_ORDER_MAGIC {
-            true
-        } else {
-            return Err(corrupt(
-                start + 8,
-                format!(
-                    "section header block has byte-order magic {:02x} {:02x} {:02x} {:02x} \
-                     (expected 1a2b3c4d in either byte order)",
-                    order[0], order[1], order[2], order[3]
-                ),
-            ));
-        };
-        let length = u32_at(&fixed, 0, big_endian);
-        self.check_block_length(start, length, 28, "section header block")?;
-        self.offset += 8;
-        // The body after the byte-order magic: version, section length, options.
-        self.read_body(length as usize - 16, start, "section header block")?;
-        let major = u16_at(&self.buffer, 0, big_endian);
-        let minor = u16_at(&self.buffer, 2, big_endian);
-        if major != 1 {
-            return Err(PcapError::Version { offset: start, major, minor });
-        }
-        self.block_trailer(start, length, big_endian)?;
-        // A new section: its byte order, and no interfaces until its IDBs.
-        self.state = State::PcapNg { big_endian, interfaces: Vec::new(), last_timestamp_ns: 0 };
-        Ok(())
-    }
-
-    /// Checks a block's total length: at least `minimum`, a multiple of 4, not huge.
-    fn check_block_length(
-        &self,
-        start: u64,
-        length: u32,
-        minimum: u32,
-        what: &str,
-    ) -> Result<(), PcapError> {
-        if length < minimum || !length.is_multiple_of(4) || length > MAX_BLOCK_BYTES {
-            return Err(corrupt(
-                start,
-                format!(
-                    "{what} has total length {length} (a multiple of 4, {minimum} to \
-                     {MAX_BLOCK_BYTES} expected)"
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Reads the length and body of a block whose type was read; leaves the body (without
-    /// the trailing length, which is checked) in the buffer.
-    fn block_body(
-        &mut self,
-        start: u64,
-        big_endian: bool,
-        what: &'static str,
-    ) -> Result<(), PcapError> {
-        let length = self.block_length(start, big_endian)?;
-        self.check_block_length(start, length, 12, what)?;
-        self.read_body(length as usize - 12, start, what)?;
-        self.block_trailer(start, length, big_endian)
-    }
-
-    fn block_length(&mut self, start: u64, big_endian: bool) -> Result<u32, PcapError> {
-        let mut length = [0_u8; 4];
-        let got = read_full(&mut self.input, &mut length, self.offset)?;
-        if got < length.len() {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what: "block header",
-                needed: 8,
-                available: 4 + got as u64,
-            });
-        }
-        self.offset += 4;
-        Ok(u32_at(&length, 0, big_endian))
-    }
-
-    /// Reads the trailing copy of the block length and checks it matches.
-    fn block_trailer(
-        &mut self,
-        start: u64,
-        length: u32,
-        big_endian: bool,
-    ) -> Result<(), PcapError> {
-        let mut trailer = [0_u8; 4];
-        let got = read_full(&mut self.input, &mut trailer, self.offset)?;
-        if got < trailer.len() {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what: "block",
-                needed: u64::from(length),
-                available: self.offset - start + got as u64,
-            });
-        }
-        let repeated = u32_at(&trailer, 0, big_endian);
-        if repeated != length {
-            return Err(corrupt(
-                self.offset,
-                format!(
-                    "the block at byte offset {start} has total length {length} but its \
-                     trailing copy says {repeated}"
-                ),
-            ));
-        }
-        self.offset += 4;
-        Ok(())
-    }
-
-    /// Skips a block of a type this reader does not use, without holding it in memory.
-    fn skip_block(&mut self, start: u64, big_endian: bool) -> Result<(), PcapError> {
-        let length = self.block_length(start, big_endian)?;
-        if length < 12 || !length.is_multiple_of(4) {
-            return Err(corrupt(
-                start,
-                format!("block has total length {length} (a multiple of 4, at least 12 expected)"),
-            ));
-        }
-        let body = u64::from(length) - 12;
-        let skipped = io::copy(&mut (&mut self.input).take(body), &mut io::sink())
-            .map_err(|source| PcapError::Io { offset: self.offset, source })?;
-        if skipped < body {
-            return Err(PcapError::Truncated {
-                offset: start,
-                what: "block",
-                needed: u64::from(length),
-                available: 8 + skipped,
-            });
-        }
-        self.offset += body;
-        self.block_trailer(start, length, big_endian)
-    }
-
-    /// Parses the Interface Description Block body in the buffer.
-    fn interface_description(&mut self, start: u64, big_endian: bool) -> Result<(), PcapError> {
-        let body = &self.buffer;
-        if body.len() < 8 {
-            return Err(corrupt(start, "interface description block shorter than 20 bytes"));
-        }
-        let mut interface = Interface {
-            link_type: u32::from(u16_at(body, 0, big_endian)),
-            snap_length: u32_at(body, 4, big_endian),
-            resolution: Resolution::Decimal(6),
-            offset_seconds: 0,
-        };
-        for BlockOption { code, value, offset: at } in options(body, 8, big_endian, start + 8)? {
-            match code {
-                OPTION_IF_TSRESOL => {
-                    let [byte] = value else {
-                        return Err(corrupt(
-                            at,
-                            format!("if_tsresol has {} bytes (1 expected)", value.len()),
-                        ));
-                    };
-                    let exponent = u32::from(byte & 0x7f);
-                    // 10^-30 s or 2^-64 s are already far below anything a clock measures;
-                    // larger exponents would overflow the conversion.
-                    interface.resolution = if byte & 0x80 == 0 {
-                        if exponent > 30 {
-                            return Err(corrupt(at, format!("if_tsresol 10^-{exponent} s")));
-                        }
-                        Resolution::Decimal(exponent)
-                    } else {
-                        if exponent > 64 {
-                            return Err(corrupt(at, format!("if_tsresol 2^-{exponent} s")));
-                        }
-                        Resolution::Binary(exponent)
-                    };
-                }
-                OPTION_IF_TSOFFSET => {
-                    let Ok(bytes) = <[u8; 8]>::try_from(value) else {
-                        return Err(corrupt(
-                            at,
-                            format!("if_tsoffset has {} bytes (8 expected)", value.len()),
-                        ));
-                    };
-                    interface.offset_seconds = if big_endian {
-                        i64::from_be_bytes(bytes)
-                    } else {
-                        i64::from_le_bytes(bytes)
-                    };
-                }
-                _ => {}
-            }
-        }
-        let State::PcapNg { interfaces, .. } = &mut self.state else {
-            unreachable!("interface descriptions occur in pcapng files only");
-        };
-        if interfaces.len() >= MAX_INTERFACES {
-            return Err(corrupt(
-                start,
-                format!("more than {MAX_INTERFACES} interfaces in one section"),
-            ));
-        }
-        interfaces.push(interface);
-        Ok(())
-    }
-
-    /// Parses the packet block body in the buffer: (timestamp, link type, the packet's byte
-    /// range in the buffer, original length).
-    fn packet_block(
-        &mut self,
-        start: u64,
-        block_type: u32,
-        big_endian: bool,
-    ) -> Result<(u64, u32, std::ops::Range<usize>, u32), PcapError> {
-        let State::PcapNg { interfaces, last_timestamp_ns, .. } = &mut self.state else {
-            unreachable!("packet blocks occur in pcapng files only");
-        };
-        let body = &self.buffer;
-        let (name, fixed) = match block_type {
-            BLOCK_EPB => ("enhanced packet block", 20),
-            BLOCK_SPB => ("simple packet block", 4),
-            _ => ("packet block", 20),
-        };
-        if body.len() < fixed {
-            return Err(corrupt(
-                start,
-                format!("{name} body of {} bytes (at least {fixed})", body.len()),
-            ));
-        }
-        let interface_id = match block_type {
-            BLOCK_EPB => u32_at(body, 0, big_endian),
-            BLOCK_SPB => 0,
-            _ => u32::from(u16_at(body, 0, big_endian)),
-        };
-        let Some(interface) = interfaces.get(interface_id as usize).copied() else {
-            return Err(corrupt(
-                start,
-                format!(
-                    "{name} names interface {interface_id}, but the section describes {}",
-                    interfaces.len()
-                ),
-            ));
-        };
-        let (timestamp_ns, data_start, captured, original_length) = if block_type == BLOCK_SPB {
-            // An SPB has no timestamp (the format leaves it undefined): it gets the previous
-            // packet's. Its captured length is implied: the original length, cut at the snap
-            // length and at the block's end.
-            let original_length = u32_at(body, 0, big_endian);
-            let mut captured = (original_length as usize).min(body.len() - 4);
-            if interface.snap_length != 0 {
-                captured = captured.min(interface.snap_length as usize);
-            }
-            (*last_timestamp_ns, 4, captured, original_length)
-        } else {
-            let units = (u64::from(u32_at(body, 4, big_endian)) << 32)
-                | u64::from(u32_at(body, 8, big_endian));
-            let captured = u32_at(body, 12, big_endian);
-            let original_length = u32_at(body, 16, big_endian);
-            if captured > MAX_PACKET_BYTES || captured as usize > body.len() - 20 {
+    /// The crate needs more bytes for the structure at `offset`: reads them, unless the
+    /// structure is all there already (then its fields are inconsistent) or the buffer is
+    /// full (then it grows).
+    fn refill(&mut self, offset: u64) -> Result<(), PcapError> {
+        if let Layout::PcapNg { big_endian, .. } = self.layout {
+            // The crate parses a pcapng block's fields within its total length, and asks
+            // for more input when a field claims more than that: more input can never
+            // help, and waiting for it would read the whole file.
+            let data = self.blocks.reader().data();
+            let length = u32_at(data, 4, big_endian).map(|length| length as usize);
+            if let Some(length) = length.filter(|&length| length >= 12 && data.len() >= length) {
+                let what = self.structure_name();
                 return Err(corrupt(
-                    start,
-                    format!(
-                        "{name} claims {captured} captured bytes, but its body holds {}",
-                        body.len() - 20
-                    ),
+                    offset,
+                    format!("malformed {what} (its fields run past its total length {length})"),
                 ));
             }
-            let timestamp_ns = interface
-                .resolution
-                .to_ns(units)
-                .and_then(|ns| {
-                    let offset_ns = i128::from(interface.offset_seconds) * 1_000_000_000;
-                    u64::try_from(i128::from(ns) + offset_ns).ok()
-                })
-                .ok_or_else(|| {
-                    corrupt(start, format!("{name} timestamp {units} is out of range"))
-                })?;
-            (timestamp_ns, 20, captured as usize, original_length)
-        };
-        *last_timestamp_ns = timestamp_ns;
-        Ok((timestamp_ns, interface.link_type, data_start..data_start + captured, original_length))
-    }
-}
-
-/// One pcapng option.
-#[derive(Debug)]
-struct BlockOption<'a> {
-    code: u16,
-    value: &'a [u8],
-    /// Byte offset of the option in the file.
-    offset: u64,
-}
-
-/// The options of a pcapng block body from index `at` on, until `opt_endofopt` or the end
-/// of the body. `body_offset` is the file offset of `body[0]`.
-fn options(
-    body: &[u8],
-    mut at: usize,
-    big_endian: bool,
-    body_offset: u64,
-) -> Result<Vec<BlockOption<'_>>, PcapError> {
-    let mut found = Vec::new();
-    while at + 4 <= body.len() {
-        let code = u16_at(body, at, big_endian);
-        let length = usize::from(u16_at(body, at + 2, big_endian));
-        if code == OPTION_END {
-            break;
         }
-        let offset = body_offset + at as u64;
-        let Some(value) = body.get(at + 4..at + 4 + length) else {
+        let before = self.source.bytes_read.get();
+        let reader = self.blocks.reader();
+        if reader.refill().is_err() {
+            return Err(io_error(&self.source, offset));
+        }
+        if self.source.bytes_read.get() == before && !self.blocks.reader().reader_exhausted() {
+            // No room left to read into: the structure is larger than the buffer.
+            return self.grow(offset);
+        }
+        Ok(())
+    }
+
+    /// What starts at the reader's position: a pcap packet record, or a pcapng block by
+    /// its type.
+    fn structure_name(&mut self) -> &'static str {
+        let big_endian = match &self.layout {
+            Layout::Pcap { .. } => return "packet record",
+            Layout::PcapNg { big_endian, .. } => *big_endian,
+        };
+        let Some(block_type) = u32_at(self.blocks.reader().data(), 0, big_endian) else {
+            return "block header";
+        };
+        match block_type {
+            BLOCK_SHB => "section header block",
+            BLOCK_IDB => "interface description block",
+            BLOCK_EPB => "enhanced packet block",
+            BLOCK_SPB => "simple packet block",
+            BLOCK_PACKET_OBSOLETE => "packet block",
+            _ => "block",
+        }
+    }
+
+    /// The record or block at `offset` does not fit in the read buffer: grows the buffer
+    /// to hold it, or refuses a length no real capture has.
+    fn grow(&mut self, offset: u64) -> Result<(), PcapError> {
+        let (length, limit) = match self.layout {
+            Layout::Pcap { big_endian, .. } => {
+                let data = self.blocks.reader().data();
+                let captured = u32_at(data, 8, big_endian).unwrap_or(u32::MAX);
+                if captured > MAX_PACKET_BYTES {
+                    return Err(corrupt(
+                        offset,
+                        format!(
+                            "packet record claims {captured} captured bytes (at most \
+                             {MAX_PACKET_BYTES})"
+                        ),
+                    ));
+                }
+                // The record header (24 bytes in the modified format) and the packet.
+                (captured as usize + 24, MAX_PACKET_BYTES as usize + 24)
+            }
+            Layout::PcapNg { big_endian, .. } => {
+                let data = self.blocks.reader().data();
+                let length = u32_at(data, 4, big_endian).unwrap_or(u32::MAX);
+                if length > MAX_BLOCK_BYTES {
+                    let what = self.structure_name();
+                    return Err(corrupt(
+                        offset,
+                        format!("{what} has total length {length} (at most {MAX_BLOCK_BYTES})"),
+                    ));
+                }
+                (length as usize, MAX_BLOCK_BYTES as usize)
+            }
+        };
+        // Twice the structure, so that the next ones of its size fit without a shift.
+        let reader = self.blocks.reader();
+        let size = (length.min(limit) * 2).max(BUFFER_BYTES_INITIAL);
+        if !reader.grow(size) {
+            // Already this large: the crate still wants more, which a valid length never does.
             return Err(corrupt(
                 offset,
-                format!("option {code} claims {length} bytes, past the end of its block"),
+                format!("{} larger than its length", self.structure_name()),
             ));
-        };
-        found.push(BlockOption { code, value, offset });
-        // Values are padded to 4 bytes.
-        at += 4 + length.div_ceil(4) * 4;
+        }
+        if reader.refill().is_err() {
+            return Err(io_error(&self.source, offset));
+        }
+        Ok(())
     }
-    Ok(found)
+}
+
+/// Why the crate refused a structure, without the bytes its parse errors carry (they can
+/// be a whole block).
+fn reason<I>(error: &ParseError<I>) -> String {
+    match error {
+        ParseError::NomError(_, kind) | ParseError::OwnedNomError(_, kind) => {
+            format!("{kind:?} failed")
+        }
+        ParseError::HeaderNotRecognized => "not recognized".to_string(),
+        ParseError::Eof | ParseError::UnexpectedEof | ParseError::Incomplete(_) => {
+            "cut short".to_string()
+        }
+        ParseError::BufferTooSmall => "too large".to_string(),
+        ParseError::ReadError => "read error".to_string(),
+    }
 }
 
 /// Reads until `buffer` is full or the input ends; returns the bytes read.
-fn read_full(input: &mut impl Read, buffer: &mut [u8], offset: u64) -> Result<usize, PcapError> {
+fn read_full(input: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match input.read(&mut buffer[filled..]) {
             Ok(0) => break,
             Ok(count) => filled += count,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(PcapError::Io { offset: offset + filled as u64, source }),
+            Err(error) => return Err(error),
         }
     }
     Ok(filled)
 }
 
-/// The u16 at `at` (callers check the length first).
-fn u16_at(bytes: &[u8], at: usize, big_endian: bool) -> u16 {
-    let pair = [bytes[at], bytes[at + 1]];
-    if big_endian {
-        u16::from_be_bytes(pair)
-    } else {
-        u16::from_le_bytes(pair)
+/// The I/O error the source kept, at `offset`.
+fn io_error(state: &SourceState, offset: u64) -> PcapError {
+    let source =
+        state.error.borrow_mut().take().unwrap_or_else(|| io::Error::other("the input failed"));
+    PcapError::Io { offset, source }
+}
+
+/// Handles one block: a packet's bytes are copied into `packet` and described; a header or
+/// description block updates `layout`; anything else is skipped.
+fn take_packet(
+    layout: &mut Layout,
+    block: PcapBlockOwned<'_>,
+    offset: u64,
+    packet: &mut Vec<u8>,
+) -> Result<Option<Found>, PcapError> {
+    match (layout, block) {
+        (Layout::Pcap { big_endian: _, nanos, link_type }, PcapBlockOwned::Legacy(record)) => {
+            let (fraction_max, fraction_ns) =
+                if *nanos { (1_000_000_000, 1) } else { (1_000_000, 1000) };
+            let fraction = u64::from(record.ts_usec);
+            if fraction >= fraction_max {
+                let unit = if *nanos { "nanoseconds" } else { "microseconds" };
+                return Err(corrupt(
+                    offset,
+                    format!(
+                        "packet record timestamp has {fraction} {unit} (at most {})",
+                        fraction_max - 1
+                    ),
+                ));
+            }
+            if record.caplen > MAX_PACKET_BYTES {
+                return Err(corrupt(
+                    offset,
+                    format!(
+                        "packet record claims {} captured bytes (at most {MAX_PACKET_BYTES})",
+                        record.caplen
+                    ),
+                ));
+            }
+            packet.clear();
+            packet.extend_from_slice(record.data);
+            Ok(Some(Found {
+                timestamp_ns: u64::from(record.ts_sec) * 1_000_000_000 + fraction * fraction_ns,
+                link_type: *link_type,
+                original_length: record.origlen,
+            }))
+        }
+        (Layout::Pcap { .. }, _) => Ok(None),
+        (layout @ Layout::PcapNg { .. }, PcapBlockOwned::NG(block)) => {
+            pcapng_block(layout, block, offset, packet)
+        }
+        (Layout::PcapNg { .. }, _) => Ok(None),
     }
 }
 
-/// The u32 at `at` (callers check the length first).
-fn u32_at(bytes: &[u8], at: usize, big_endian: bool) -> u32 {
-    let quad = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-    if big_endian {
-        u32::from_be_bytes(quad)
-    } else {
-        u32::from_le_bytes(quad)
+fn pcapng_block(
+    layout: &mut Layout,
+    block: Block<'_>,
+    offset: u64,
+    packet: &mut Vec<u8>,
+) -> Result<Option<Found>, PcapError> {
+    let Layout::PcapNg { big_endian, interfaces, last_timestamp_ns } = layout else {
+        unreachable!("pcapng blocks come from a pcapng reader");
+    };
+    match block {
+        Block::SectionHeader(section) => {
+            if section.major_version != 1 {
+                return Err(PcapError::Version {
+                    offset,
+                    major: section.major_version,
+                    minor: section.minor_version,
+                });
+            }
+            // A new section: its byte order, and no interfaces until its IDBs.
+            *big_endian = section.big_endian();
+            interfaces.clear();
+            *last_timestamp_ns = 0;
+            Ok(None)
+        }
+        Block::InterfaceDescription(description) => {
+            if interfaces.len() >= MAX_INTERFACES {
+                return Err(corrupt(
+                    offset,
+                    format!("more than {MAX_INTERFACES} interfaces in one section"),
+                ));
+            }
+            // The crate stops at the first option that does not parse and drops the rest,
+            // which could be this interface's if_tsresol: refuse the block instead. The
+            // options fill the body after its 8 fixed bytes (20 with the block's own header
+            // and trailer), unless an end-of-options option comes first.
+            let area = (description.block_len1 as usize).saturating_sub(20);
+            let parsed: usize = description.options.iter().map(|o| 4 + o.value.len()).sum();
+            let ended = description.options.iter().any(|o| o.code == OptionCode::EndOfOpt);
+            if parsed < area && !ended {
+                return Err(corrupt(
+                    offset,
+                    "interface description block whose options do not parse (one claims more \
+                     bytes than the block holds)",
+                ));
+            }
+            let mut interface = Interface {
+                link_type: (description.linktype.0 as u32) & 0xffff,
+                snap_length: description.snaplen,
+                resolution: Resolution::Decimal(6),
+                offset_seconds: 0,
+            };
+            for option in &description.options {
+                let value = option.as_bytes().map_err(|_| {
+                    corrupt(offset, format!("option {} is longer than its value", option.code.0))
+                })?;
+                if option.code == OptionCode::IfTsresol {
+                    interface.resolution = resolution(value, offset)?;
+                } else if option.code == OptionCode::IfTsoffset {
+                    let Ok(bytes) = <[u8; 8]>::try_from(value) else {
+                        return Err(corrupt(
+                            offset,
+                            format!("if_tsoffset has {} bytes (8 expected)", value.len()),
+                        ));
+                    };
+                    interface.offset_seconds = if *big_endian {
+                        i64::from_be_bytes(bytes)
+                    } else {
+                        i64::from_le_bytes(bytes)
+                    };
+                }
+            }
+            interfaces.push(interface);
+            Ok(None)
+        }
+        Block::EnhancedPacket(enhanced) => {
+            let interface = interface(interfaces, enhanced.if_id, "enhanced packet block", offset)?;
+            if enhanced.caplen > MAX_PACKET_BYTES {
+                return Err(corrupt(
+                    offset,
+                    format!(
+                        "enhanced packet block claims {} captured bytes (at most \
+                         {MAX_PACKET_BYTES})",
+                        enhanced.caplen
+                    ),
+                ));
+            }
+            let units = (u64::from(enhanced.ts_high) << 32) | u64::from(enhanced.ts_low);
+            let timestamp_ns = timestamp_ns(&interface, units).ok_or_else(|| {
+                corrupt(offset, format!("packet timestamp {units} is out of range"))
+            })?;
+            *last_timestamp_ns = timestamp_ns;
+            packet.clear();
+            // The crate framed `caplen` bytes plus padding: the packet is the first `caplen`.
+            packet.extend_from_slice(&enhanced.data[..enhanced.caplen as usize]);
+            Ok(Some(Found {
+                timestamp_ns,
+                link_type: interface.link_type,
+                original_length: enhanced.origlen,
+            }))
+        }
+        Block::SimplePacket(simple) => {
+            let interface = interface(interfaces, 0, "simple packet block", offset)?;
+            // An SPB has no timestamp (the format leaves it undefined): it gets the previous
+            // packet's. Its captured length is implied: the original length, cut at the snap
+            // length and at the block's end.
+            let mut captured = (simple.origlen as usize).min(simple.data.len());
+            if interface.snap_length != 0 {
+                captured = captured.min(interface.snap_length as usize);
+            }
+            packet.clear();
+            packet.extend_from_slice(&simple.data[..captured]);
+            Ok(Some(Found {
+                timestamp_ns: *last_timestamp_ns,
+                link_type: interface.link_type,
+                original_length: simple.origlen,
+            }))
+        }
+        Block::Unknown(unknown)
+            if unknown.block_type == BLOCK_PACKET_OBSOLETE
+                || unknown.block_type == BLOCK_PACKET_OBSOLETE.swap_bytes() =>
+        {
+            obsolete_packet_block(
+                unknown.data,
+                *big_endian,
+                interfaces,
+                last_timestamp_ns,
+                offset,
+                packet,
+            )
+        }
+        _ => Ok(None),
     }
+}
+
+/// The obsolete Packet Block (type 2), decoded here since the crate passes it on unparsed:
+/// interface id (u16), drops (u16), timestamp (2 × u32), captured and original length
+/// (u32 each), then the packet.
+fn obsolete_packet_block(
+    body: &[u8],
+    big_endian: bool,
+    interfaces: &[Interface],
+    last_timestamp_ns: &mut u64,
+    offset: u64,
+    packet: &mut Vec<u8>,
+) -> Result<Option<Found>, PcapError> {
+    let field = |at: usize| u32_at(body, at, big_endian);
+    let (Some(first), Some(high), Some(low), Some(captured), Some(original_length)) =
+        (field(0), field(4), field(8), field(12), field(16))
+    else {
+        return Err(corrupt(
+            offset,
+            format!("packet block body of {} bytes (at least 20)", body.len()),
+        ));
+    };
+    let interface_id = if big_endian { first >> 16 } else { first & 0xffff };
+    let interface = interface(interfaces, interface_id, "packet block", offset)?;
+    let data = body
+        .get(20..)
+        .and_then(|rest| rest.get(..captured as usize))
+        .filter(|_| captured <= MAX_PACKET_BYTES)
+        .ok_or_else(|| {
+            corrupt(offset, format!("packet block claims {captured} captured bytes, past its end"))
+        })?;
+    let units = (u64::from(high) << 32) | u64::from(low);
+    let timestamp_ns = timestamp_ns(&interface, units)
+        .ok_or_else(|| corrupt(offset, format!("packet timestamp {units} is out of range")))?;
+    *last_timestamp_ns = timestamp_ns;
+    packet.clear();
+    packet.extend_from_slice(data);
+    Ok(Some(Found { timestamp_ns, link_type: interface.link_type, original_length }))
+}
+
+fn interface(
+    interfaces: &[Interface],
+    id: u32,
+    what: &str,
+    offset: u64,
+) -> Result<Interface, PcapError> {
+    interfaces.get(id as usize).copied().ok_or_else(|| {
+        corrupt(
+            offset,
+            format!("{what} names interface {id}, but the section describes {}", interfaces.len()),
+        )
+    })
+}
+
+/// `if_tsresol`: one byte, `10^-n` s, or `2^-n` s with the top bit set.
+fn resolution(value: &[u8], offset: u64) -> Result<Resolution, PcapError> {
+    let [byte] = value else {
+        return Err(corrupt(offset, format!("if_tsresol has {} bytes (1 expected)", value.len())));
+    };
+    let exponent = u32::from(byte & 0x7f);
+    // 10^-30 s or 2^-64 s are already far below anything a clock measures; larger
+    // exponents would overflow the conversion.
+    if byte & 0x80 == 0 {
+        if exponent > 30 {
+            return Err(corrupt(offset, format!("if_tsresol 10^-{exponent} s")));
+        }
+        Ok(Resolution::Decimal(exponent))
+    } else {
+        if exponent > 64 {
+            return Err(corrupt(offset, format!("if_tsresol 2^-{exponent} s")));
+        }
+        Ok(Resolution::Binary(exponent))
+    }
+}
+
+/// A packet's time in ns since the Unix epoch, or `None` outside u64 nanoseconds.
+fn timestamp_ns(interface: &Interface, units: u64) -> Option<u64> {
+    let ns = interface.resolution.to_ns(units)?;
+    let offset_ns = i128::from(interface.offset_seconds) * 1_000_000_000;
+    u64::try_from(i128::from(ns) + offset_ns).ok()
+}
+
+/// The u32 at `at`, in the given byte order, if the bytes are there.
+fn u32_at(bytes: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let quad: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+    Some(if big_endian { u32::from_be_bytes(quad) } else { u32::from_le_bytes(quad) })
 }

@@ -773,7 +773,7 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     // Cut inside the second record's header, then inside its bytes.
     let error = error_of(&good[..first_record + 10]);
     assert!(
-        matches!(error, PcapError::Truncated { offset, needed: 16, available: 10, .. } if offset == first_record as u64),
+        matches!(error, PcapError::Truncated { offset, available: 10, .. } if offset == first_record as u64),
         "{error}"
     );
     assert!(error.to_string().contains(&format!("byte offset {first_record}")), "{error}");
@@ -811,8 +811,13 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
         "{error}"
     );
     let mut order = good.clone();
-    order[8] = 0x99;
-    assert!(matches!(error_of(&order), PcapError::Corrupt { offset: 8, .. }));
+    order[8] = 0x99; // the byte-order magic
+    let error = error_of(&order);
+    assert!(
+        matches!(error, PcapError::Corrupt { offset: 0, .. })
+            && error.to_string().contains("malformed section header block"),
+        "{error}"
+    );
     let mut version = good.clone();
     version[12] = 2;
     assert!(matches!(error_of(&version), PcapError::Version { offset: 0, major: 2, .. }));
@@ -821,8 +826,8 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     trailer[last] ^= 4;
     let error = error_of(&trailer);
     assert!(
-        matches!(error, PcapError::Corrupt { .. })
-            && error.to_string().contains(&format!("block at byte offset {epb}")),
+        matches!(error, PcapError::Corrupt { offset, .. } if offset == epb as u64)
+            && error.to_string().contains("malformed enhanced packet block"),
         "{error}"
     );
     let mut odd_length = good.clone();
@@ -840,12 +845,13 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     captured[epb + 20..epb + 24].copy_from_slice(&10_000_u32.to_le_bytes());
     let error = error_of(&captured);
     assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == epb as u64), "{error}");
+    assert!(error.to_string().contains("run past its total length"), "{error}");
     let mut option = good.clone();
-    // The if_name option of the IDB claims 200 bytes.
+    // The if_name option of the IDB claims 200 bytes: the if_tsresol after it is lost.
     option[idb + 16 + 2] = 200;
     let error = error_of(&option);
-    assert!(error.to_string().contains("option 2 claims 200 bytes"), "{error}");
-    assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == idb as u64 + 16));
+    assert!(error.to_string().contains("options do not parse"), "{error}");
+    assert!(matches!(error, PcapError::Corrupt { offset, .. } if offset == idb as u64));
     // A packet before any interface.
     let mut no_interface = PcapNg::new(false);
     no_interface.enhanced(0, 0, &[0; 4]);
@@ -859,6 +865,78 @@ fn corrupt_and_truncated_files_are_errors_that_name_the_offset() {
     unknown.block(0x0bad, &[0; 64]);
     let cut = unknown.bytes.len() - 10;
     assert!(matches!(error_of(&unknown.bytes[..cut]), PcapError::Truncated { offset: 28, .. }));
+}
+
+/// Records and blocks larger than the reader's first buffer (64 KiB) grow it; a pcapng
+/// block whose fields claim more than its length, deep in a file larger than the buffer,
+/// is refused instead of reading (or, with the buffer full, waiting) forever; and the
+/// obsolete Packet Block, which pcap-parser passes on unparsed, is decoded.
+#[test]
+fn large_blocks_grow_the_buffer_and_bad_lengths_in_large_files_are_refused() {
+    use std::sync::mpsc;
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        // A 200 KiB packet between two small ones, in a pcap and in a pcapng.
+        let big = vec![0x5a_u8; 200 << 10];
+        let packets = [(T0, vec![1_u8; 60]), (T0 + 1, big.clone()), (T0 + 2, vec![2; 60])];
+        let pcap = pcap_file(false, true, 1, &packets);
+        let mut reader = PacketReader::new(&pcap[..]).unwrap();
+        let mut lengths = Vec::new();
+        while let Some(packet) = reader.next_packet().unwrap() {
+            lengths.push(packet.data.len());
+        }
+        assert_eq!(lengths, vec![60, 200 << 10, 60]);
+        let mut file = PcapNg::new(false);
+        file.interface(1, Some(9));
+        for (time, data) in &packets {
+            file.enhanced(0, *time, data);
+        }
+        let mut reader = PacketReader::new(&file.bytes[..]).unwrap();
+        let mut lengths = Vec::new();
+        while let Some(packet) = reader.next_packet().unwrap() {
+            lengths.push(packet.data.len());
+        }
+        assert_eq!(lengths, vec![60, 200 << 10, 60]);
+        // 3000 small packets (over 64 KiB), the 2000th claiming 10,000 captured bytes.
+        let mut file = PcapNg::new(false);
+        file.interface(1, Some(9));
+        let mut corrupt_at = 0;
+        for index in 0..3000_u64 {
+            if index == 1999 {
+                corrupt_at = file.bytes.len();
+            }
+            file.enhanced(0, T0 + index, &[7; 40]);
+        }
+        file.bytes[corrupt_at + 20..corrupt_at + 24].copy_from_slice(&10_000_u32.to_le_bytes());
+        let error = error_of(&file.bytes);
+        let _ = sender.send((error.to_string(), corrupt_at));
+    });
+    let (error, corrupt_at) =
+        receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("the reader finished");
+    assert!(
+        error.contains(&format!("byte offset {corrupt_at}: malformed enhanced packet block"))
+            && error.contains("its fields run past its total length"),
+        "{error}"
+    );
+
+    // The obsolete Packet Block: interface id, drops, timestamp, lengths, packet.
+    for big_endian in [false, true] {
+        let mut file = PcapNg::new(big_endian);
+        file.interface(1, Some(9));
+        let data = to_server(0, TCP_SYN, &[]);
+        let mut body = file.u16(0).to_vec();
+        body.extend_from_slice(&file.u16(0));
+        body.extend_from_slice(&file.u32((T0 >> 32) as u32));
+        body.extend_from_slice(&file.u32(T0 as u32));
+        body.extend_from_slice(&file.u32(data.len() as u32));
+        body.extend_from_slice(&file.u32(data.len() as u32));
+        body.extend_from_slice(&data);
+        file.block(2, &body);
+        let mut reader = PacketReader::new(&file.bytes[..]).unwrap();
+        let packet = reader.next_packet().unwrap().expect("the packet block's packet");
+        assert_eq!((packet.timestamp_ns, packet.data, packet.link_type), (T0, &data[..], 1));
+        assert!(reader.next_packet().unwrap().is_none());
+    }
 }
 
 /// The real captures of tests/data, cut at every length and with every byte corrupted:
@@ -919,4 +997,93 @@ fn every_truncation_and_corruption_of_real_captures_is_handled() {
             let _ = convert(&damaged[..], PORT);
         }
     }
+}
+
+// ---- loading Rush captures --------------------------------------------------------------
+
+/// A file of this test process in the temporary directory, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, bytes: &[u8]) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("rush-capture-unit-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write the temporary file");
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A capture's file bytes, as `rush serve --capture` writes them.
+fn capture_bytes(records: &[rush_net::capture::Record]) -> Vec<u8> {
+    let file = TempFile::new("written.rushcap", &[]);
+    rush_net::capture::write_capture(&file.0, T0, records).expect("write the capture");
+    std::fs::read(&file.0).expect("read it back")
+}
+
+fn load_error(name: &str, bytes: &[u8]) -> String {
+    let file = TempFile::new(name, bytes);
+    let error = super::load(&file.0, None).expect_err("refused");
+    format!("{error:#}")
+}
+
+/// Pins a hang the fuzz run found: one FRAME record of a valid capture with bit 62 set in
+/// its `recv_ns` was accepted, and `rush replay --target` announced "12 frames over
+/// 4611686018.610 s", sent what was due and waited ~146 years for the rest.
+#[test]
+fn a_capture_spanning_more_than_a_week_is_refused_naming_the_record() {
+    use rush_net::capture::Record;
+    let mut request = Vec::new();
+    encode_request(7, &Request::Ping, &mut request);
+    let records = |late_ns: u64| {
+        vec![
+            Record::new(0, 1, KIND_OPEN, false, 0, &[]),
+            Record::new(1_000, 1, KIND_FRAME, false, 0, &request),
+            Record::new(late_ns, 1, KIND_FRAME, false, 0, &request),
+            Record::new(3_000, 1, KIND_CLOSE, false, 0, &[]),
+        ]
+    };
+    let message = load_error("far.rushcap", &capture_bytes(&records(2_000 | 1 << 62)));
+    assert!(message.contains("cannot be replayed"), "{message}");
+    assert!(
+        message.contains("record 2 (FRAME of connection 0x1) has recv_ns 4611686018427389904"),
+        "{message}"
+    );
+    assert!(message.contains("after record 0 (recv_ns 0)"), "{message}");
+    assert!(message.contains("at most 7 days"), "{message}");
+    // A week exactly is accepted; the replay's plan then bounds what the flags make of it.
+    let week = super::CAPTURE_SPAN_NS_MAX;
+    let file = TempFile::new("week.rushcap", &capture_bytes(&records(week)));
+    let (capture, _) = super::load(&file.0, None).expect("a week is accepted");
+    assert_eq!(capture.records.len(), 4);
+    assert!(super::check_span(&capture).is_ok());
+    let mut longer = capture.clone();
+    longer.records[2].recv_ns = rush_net::protocol::wire::U64Le::new(week + 1);
+    assert_eq!(super::check_span(&longer).map_err(|error| error.latest), Err((2, week + 1)));
+}
+
+/// Pins a wrong diagnosis the fuzz run found: `RUSHCAP1` followed by two bytes was reported
+/// as "magic is not RUSHCAP1".
+#[test]
+fn a_truncated_capture_header_is_reported_as_truncated() {
+    let mut cut = b"RUSHCAP1".to_vec();
+    cut.extend_from_slice(&[1, 0]);
+    for (name, bytes) in [("ten.rushcap", &cut[..]), ("four.rushcap", &b"RUSH"[..])] {
+        let message = load_error(name, bytes);
+        assert!(message.contains("is a truncated Rush capture"), "{message}");
+        assert!(
+            message.contains(&format!("it ends after {} bytes, inside the 64-byte", bytes.len())),
+            "{message}"
+        );
+        assert!(!message.contains("magic"), "{message}");
+    }
+    // A whole header and no records is a valid, empty capture.
+    let file = TempFile::new("empty.rushcap", &capture_bytes(&[]));
+    let (capture, report) = super::load(&file.0, None).expect("an empty capture");
+    assert!(capture.records.is_empty() && report.is_none());
 }

@@ -10,6 +10,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 pub const RUSH: &str = env!("CARGO_BIN_EXE_rush");
 
 /// Start-up allocates and touches every engine table (a debug build, tests side by side).
@@ -84,12 +87,11 @@ impl Served {
         }
     }
 
-    pub fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) takes plain integers; `pid` is our own child, still running (not
-        // yet waited for, so its pid cannot have been reused).
-        let status = unsafe { libc::kill(pid, signal) };
-        assert_eq!(status, 0, "kill: {}", std::io::Error::last_os_error());
+    /// Sends `signal` to the process. It is our own child, not yet waited for, so its pid
+    /// cannot have been reused.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        kill(pid, signal).unwrap_or_else(|error| panic!("kill {pid} {signal}: {error}"));
     }
 
     /// Waits for the process to exit, then returns its status and its whole log.

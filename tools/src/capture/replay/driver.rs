@@ -21,18 +21,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rush_engine::ResultCode;
 use rush_net::protocol::{decode_response, Opcode};
 
 use super::plan::{Connection, Expect, Frame, Pace, Plan};
-use crate::bench::driver::{new_histogram, Progress};
-use crate::bench::report::{self, CodeCounts};
-use crate::bench::timer::Timer;
+use crate::measure::tally::{Counts, Measured, Tally};
+use crate::measure::timer::{poll_events, Wakeup};
+use crate::measure::workers::Reporter;
 
-const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 /// The longest a worker blocks in `poll`, so it notices the drain timeout on time.
 const POLL_CAP: Duration = Duration::from_millis(50);
 /// Top speed: how often a worker looks at the watermark while a connection of its waits
@@ -81,26 +77,13 @@ impl Shared<'_> {
     }
 }
 
-/// What one worker measured.
-#[derive(Debug)]
-pub struct Outcome {
-    /// ns from each frame's scheduled send time (top speed: from when it was handed to
-    /// its connection).
-    pub latency: Histogram<u64>,
-    /// By opcode, in [`Opcode::ALL`] order.
-    pub by_op: Vec<Histogram<u64>>,
-    /// One per second since the start, by completion time.
-    pub intervals: Vec<Histogram<u64>>,
-    pub codes: CodeCounts,
-    pub duplicate_of: CodeCounts,
+/// What a replay worker counts besides the shared [`Tally`] (whose latencies run from each
+/// frame's scheduled send time, or at top speed from when it was handed to its connection,
+/// and whose operations are [`Opcode::ALL`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReplayCounts {
     /// Replay connections opened.
     pub connections: u64,
-    /// Frames handed to their connection.
-    pub sent: u64,
-    /// Responses matched to a frame.
-    pub completed: u64,
-    /// Frames that expected a response and got none.
-    pub unanswered: u64,
     /// Frames never sent because their connection had failed.
     pub unsent: u64,
     /// Frames the server cannot frame, sent as captured.
@@ -109,53 +92,36 @@ pub struct Outcome {
     pub closed_after_framing_failure: u64,
     /// ...and the frames of those connections left unanswered or unsent (not errors).
     pub lost_after_framing_failure: u64,
-    pub last_completion: Option<Instant>,
-    pub errors: Vec<String>,
 }
 
-impl Outcome {
-    fn new() -> Outcome {
-        Outcome {
-            latency: new_histogram(),
-            by_op: Opcode::ALL.iter().map(|_| new_histogram()).collect(),
-            intervals: Vec::new(),
-            codes: [0; ResultCode::ALL.len()],
-            duplicate_of: [0; ResultCode::ALL.len()],
-            connections: 0,
-            sent: 0,
-            completed: 0,
-            unanswered: 0,
-            unsent: 0,
-            framing_failures: 0,
-            closed_after_framing_failure: 0,
-            lost_after_framing_failure: 0,
-            last_completion: None,
-            errors: Vec::new(),
-        }
+impl Counts for ReplayCounts {
+    fn add(&mut self, part: &ReplayCounts) {
+        self.connections += part.connections;
+        self.unsent += part.unsent;
+        self.framing_failures += part.framing_failures;
+        self.closed_after_framing_failure += part.closed_after_framing_failure;
+        self.lost_after_framing_failure += part.lost_after_framing_failure;
     }
+}
 
-    fn record(&mut self, start: Instant, sent_at: Instant, opcode: Opcode, reply: (u16, u16)) {
-        let now = Instant::now();
-        let latency = now.saturating_duration_since(sent_at).as_nanos();
-        let latency = u64::try_from(latency).unwrap_or(u64::MAX).max(1);
-        self.latency.saturating_record(latency);
-        if let Some(index) = Opcode::ALL.iter().position(|&known| known == opcode) {
-            self.by_op[index].saturating_record(latency);
-        }
-        let second = now.saturating_duration_since(start).as_secs() as usize;
-        report::record_interval(&mut self.intervals, second, latency);
-        let (result, original) = reply;
-        if let Some(count) = self.codes.get_mut(usize::from(result)) {
-            *count += 1;
-        }
-        if result == ResultCode::Duplicate as u16 {
-            if let Some(count) = self.duplicate_of.get_mut(usize::from(original)) {
-                *count += 1;
-            }
-        }
-        self.completed += 1;
-        self.last_completion = Some(now);
-    }
+/// What one worker measured.
+pub type Outcome = Measured<ReplayCounts>;
+
+fn new_outcome() -> Outcome {
+    Measured { tally: Tally::new(Opcode::ALL.len()), counts: ReplayCounts::default() }
+}
+
+/// Counts the answer to a frame of `opcode` sent (or due) at `sent_at`.
+fn record(
+    outcome: &mut Outcome,
+    start: Instant,
+    sent_at: Instant,
+    opcode: Opcode,
+    reply: (u16, u16),
+) {
+    let operation = Opcode::ALL.iter().position(|&known| known == opcode);
+    let (result, original) = reply;
+    outcome.tally.record(start, sent_at, Instant::now(), operation, result, original);
 }
 
 /// When the frames still awaiting an answer on one connection were sent (or scheduled),
@@ -306,8 +272,9 @@ struct Worker<'s, 'p> {
     scratch: Vec<u8>,
 }
 
-/// Runs one worker's connections (`(loop, index into the plan)`, in start order) to the end.
-pub fn run_worker(shared: &Shared, assigned: &[(u32, usize)], progress: &Progress) -> Outcome {
+/// Runs one worker's connections (`(loop, index into the plan)`, in start order) to the end
+/// (or until the run is abandoned because another worker failed).
+pub fn run_worker(shared: &Shared, assigned: &[(u32, usize)], reporter: Reporter) -> Outcome {
     let connections = shared.plan.connections.len();
     let lives = assigned
         .iter()
@@ -317,7 +284,7 @@ pub fn run_worker(shared: &Shared, assigned: &[(u32, usize)], progress: &Progres
             Live {
                 plan,
                 loop_index,
-                offset_ns: u64::from(loop_index) * shared.plan.loop_span_ns,
+                offset_ns: shared.plan.loop_offset_ns(loop_index),
                 position: base + plan.close_rank,
                 threshold: base + plan.after,
                 state: State::Waiting,
@@ -339,41 +306,34 @@ pub fn run_worker(shared: &Shared, assigned: &[(u32, usize)], progress: &Progres
                 shared,
                 unsettled: lives.len(),
                 lives,
-                out: Outcome::new(),
+                out: new_outcome(),
                 poll,
                 in_flight: 0,
                 scratch: vec![0; READ_CHUNK],
             };
-            if let Err(error) = worker.drive(progress) {
-                worker.out.errors.push(format!("replay thread: {error}"));
+            if let Err(error) = worker.drive(reporter) {
+                worker.out.tally.errors.push(format!("replay thread: {error}"));
             }
             worker.finish_all();
             outcome = worker.out;
         }
         Err(error) => {
-            outcome = Outcome::new();
-            outcome.errors.push(format!("replay thread: {error}"));
+            outcome = new_outcome();
+            outcome.tally.errors.push(format!("replay thread: {error}"));
             for &(loop_index, index) in assigned {
-                outcome.unsent += shared.plan.connections[index].frames.len() as u64;
+                outcome.counts.unsent += shared.plan.connections[index].frames.len() as u64;
                 let base = loop_index as usize * connections;
                 shared.mark_finished(base + shared.plan.connections[index].close_rank);
             }
         }
     }
-    progress.sent.store(outcome.sent, Ordering::Relaxed);
-    progress.completed.store(outcome.completed, Ordering::Relaxed);
-    progress.finished.store(true, Ordering::Release);
+    reporter.update(outcome.tally.sent, outcome.tally.completed);
     outcome
 }
 
 impl<'p> Worker<'_, 'p> {
-    fn drive(&mut self, progress: &Progress) -> io::Result<()> {
-        let timer = Timer::new()?;
-        self.poll.registry().register(
-            &mut SourceFd(&timer.raw_fd()),
-            TIMER_TOKEN,
-            Interest::READABLE,
-        )?;
+    fn drive(&mut self, reporter: Reporter) -> io::Result<()> {
+        let mut wakeup = Wakeup::register(self.poll.registry())?;
         let start = self.shared.start;
         let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
         let top_speed = self.shared.top_speed();
@@ -385,10 +345,16 @@ impl<'p> Worker<'_, 'p> {
             }
         }
         let mut cursor = 0;
-        let mut armed: Option<u64> = None;
         let mut events = Events::with_capacity(1024);
         let mut last_progress = Instant::now();
         loop {
+            if reporter.abandoned() {
+                // Another worker failed, and with it the run. Stop here: a top-speed
+                // connection may be waiting for connections of the failed worker, which
+                // will never finish.
+                self.out.tally.errors.push("stopped: another replay thread failed".into());
+                return Ok(());
+            }
             let now = Instant::now();
             let now_ns = now.saturating_duration_since(start).as_nanos() as u64;
             if let Some(window) = top_speed {
@@ -415,15 +381,14 @@ impl<'p> Worker<'_, 'p> {
                     }
                 }
             }
-            progress.sent.store(self.out.sent, Ordering::Relaxed);
-            progress.completed.store(self.out.completed, Ordering::Relaxed);
+            reporter.update(self.out.tally.sent, self.out.tally.completed);
             if self.unsettled == 0 {
                 return Ok(());
             }
             if self.in_flight == 0 {
                 last_progress = now;
             } else if now.duration_since(last_progress) > self.shared.drain_timeout {
-                self.out.errors.push(format!(
+                self.out.tally.errors.push(format!(
                     "no response for {:.1} s with {} requests in flight; giving up",
                     self.shared.drain_timeout.as_secs_f64(),
                     self.in_flight
@@ -444,30 +409,22 @@ impl<'p> Worker<'_, 'p> {
                 match heap.peek() {
                     Some(&Reverse((due, _))) if due <= now_ns => Duration::ZERO,
                     Some(&Reverse((due, _))) => {
-                        if armed != Some(due) {
-                            timer.arm(Duration::from_nanos(due - now_ns))?;
-                            armed = Some(due);
-                        }
+                        let at = start + Duration::from_nanos(due);
+                        wakeup.arm(at, Duration::from_nanos(due - now_ns))?;
                         POLL_CAP
                     }
                     None => POLL_CAP,
                 }
             };
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(error),
-            }
+            poll_events(&mut self.poll, &mut events, timeout)?;
             for event in events.iter() {
-                if event.token() == TIMER_TOKEN {
-                    timer.clear();
-                    armed = None;
+                if wakeup.fired(event) {
                     continue;
                 }
                 let index = event.token().0;
-                let answered = self.out.completed;
+                let answered = self.out.tally.completed;
                 self.on_ready(index);
-                if self.out.completed > answered {
+                if self.out.tally.completed > answered {
                     last_progress = Instant::now();
                 }
                 if let Some(window) = top_speed {
@@ -536,7 +493,7 @@ impl<'p> Worker<'_, 'p> {
             self.shared.target
         };
         live.state = State::Open;
-        self.out.connections += 1;
+        self.out.counts.connections += 1;
         match mio::net::TcpStream::connect(address) {
             Ok(mut stream) => {
                 let registered = self.poll.registry().register(
@@ -659,7 +616,7 @@ impl<'p> Worker<'_, 'p> {
                         live.expected -= 1;
                         self.in_flight -= 1;
                         let codes = (frame.result() as u16, frame.original() as u16);
-                        self.out.record(start, sent_at, frame.opcode, codes);
+                        record(&mut self.out, start, sent_at, frame.opcode, codes);
                     }
                     Err(error) if error.is_incomplete() => break,
                     Err(error) => {
@@ -714,7 +671,7 @@ impl<'p> Worker<'_, 'p> {
         let mut unsent = (live.plan.frames.len() - live.next) as u64;
         if live.socket.as_ref().is_some_and(|socket| !socket.connected) {
             // Never connected: what it was handed never left; it was not sent after all.
-            self.out.sent -= live.sent as u64;
+            self.out.tally.sent -= live.sent as u64;
             unsent += live.sent as u64;
             unanswered = 0;
         }
@@ -728,27 +685,27 @@ impl<'p> Worker<'_, 'p> {
         match how {
             End::Done => {}
             End::ServerClosed if live.fatal_sent => {
-                self.out.closed_after_framing_failure += 1;
-                self.out.lost_after_framing_failure += unanswered + unsent;
+                self.out.counts.closed_after_framing_failure += 1;
+                self.out.counts.lost_after_framing_failure += unanswered + unsent;
             }
             End::ServerClosed if unanswered == 0 && unsent == 0 => {}
             End::ServerClosed => {
-                self.out.unanswered += unanswered;
-                self.out.unsent += unsent;
-                self.out.errors.push(format!(
+                self.out.tally.unanswered += unanswered;
+                self.out.counts.unsent += unsent;
+                self.out.tally.errors.push(format!(
                     "{}: the server closed it with {unanswered} answers outstanding and \
                      {unsent} frames not sent yet",
                     live.name()
                 ));
             }
             End::Failed(reason) => {
-                self.out.unanswered += unanswered;
-                self.out.unsent += unsent;
-                self.out.errors.push(format!("{}: {reason}", live.name()));
+                self.out.tally.unanswered += unanswered;
+                self.out.counts.unsent += unsent;
+                self.out.tally.errors.push(format!("{}: {reason}", live.name()));
             }
             End::Abandoned => {
-                self.out.unanswered += unanswered;
-                self.out.unsent += unsent;
+                self.out.tally.unanswered += unanswered;
+                self.out.counts.unsent += unsent;
             }
         }
         if !was_lingering {
@@ -770,7 +727,7 @@ impl<'p> Worker<'_, 'p> {
             }
         }
         if abandoned > 0 {
-            self.out.errors.push(format!(
+            self.out.tally.errors.push(format!(
                 "{abandoned} connections were abandoned before they were done (their \
                  remaining frames are counted unsent, their requests in flight unanswered)"
             ));
@@ -785,7 +742,7 @@ fn send(live: &mut Live, frame: &Frame, at: Instant, out: &mut Outcome, in_fligh
     }
     live.next += 1;
     live.sent += 1;
-    out.sent += 1;
+    out.tally.sent += 1;
     match frame.expect {
         Expect::Reply { request_id } => {
             live.pending.push(request_id, at);
@@ -794,7 +751,7 @@ fn send(live: &mut Live, frame: &Frame, at: Instant, out: &mut Outcome, in_fligh
         }
         Expect::FramingFailure { closes } => {
             live.fatal_sent = true;
-            out.framing_failures += 1;
+            out.counts.framing_failures += 1;
             if closes && !live.awaiting_close {
                 live.awaiting_close = true;
                 *in_flight += 1;

@@ -26,6 +26,9 @@
 //!   finished). Frames are sent as captured, so request keys repeat: a later loop's
 //!   state-changing requests are mostly answered DUPLICATE. That is the engine's
 //!   idempotency working, and the summary says so.
+//!   The schedule is checked before any thread starts ([`plan::Plan::schedule_end_ns`]):
+//!   the last event of the last loop must fit in u64 nanoseconds and in a year; the
+//!   capture itself spans at most a week (`capture::check_span`, when it is loaded).
 //! * **Connections.** One TCP connection per captured connection (per loop), opened at the
 //!   time of its OPEN record (or of its first frame, if the capture has no OPEN for it)
 //!   and closed once its CLOSE record's time has passed and its answers are in; one
@@ -60,11 +63,9 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-use std::fs::File;
-use std::io::{self, BufWriter, IsTerminal, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
@@ -74,9 +75,12 @@ use serde_json::{json, Map, Value};
 
 use super::dry_run::Summary;
 use super::ReplayArgs;
-use crate::bench::driver::{new_histogram, Progress};
-use crate::bench::{plot, report};
-use driver::{Outcome, Shared};
+use crate::measure::flags::resolve;
+use crate::measure::plot;
+use crate::measure::report::{self, OutputFiles};
+use crate::measure::tally::Merged;
+use crate::measure::workers::{run_workers, ProgressLine};
+use driver::{ReplayCounts, Shared};
 use plan::{Pace, Plan};
 
 /// The default window of `--top-speed`.
@@ -175,14 +179,6 @@ pub fn validate(args: &ReplayArgs) -> anyhow::Result<Settings> {
     })
 }
 
-fn resolve(address: &str) -> anyhow::Result<SocketAddr> {
-    address
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve {address:?}"))?
-        .next()
-        .with_context(|| format!("{address:?} resolves to nothing"))
-}
-
 /// The live replay; returns the exit code.
 pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
     let settings = validate(args)?;
@@ -212,6 +208,9 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         }
         bail!("nothing to replay: {} holds no connection", args.file.display());
     }
+    // Before any thread starts: the driver adds loop offsets and times unchecked.
+    plan.schedule_end_ns(settings.loops)
+        .with_context(|| format!("cannot replay {}", args.file.display()))?;
     let drain_timeout = args
         .drain_timeout
         .max(Duration::from_millis(u64::from(plan.max_wait_ms)) + Duration::from_secs(2));
@@ -247,169 +246,30 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<u8> {
         },
         watermark: AtomicUsize::new(0),
     };
-    let progress: Vec<Progress> = (0..threads).map(|_| Progress::default()).collect();
-    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
-        let handles: Vec<_> = per_thread
-            .iter()
-            .zip(&progress)
-            .enumerate()
-            .map(|(index, (assigned, progress))| {
-                let shared = &shared;
-                std::thread::Builder::new()
-                    .name(format!("rush-replay-{index}"))
-                    .spawn_scoped(scope, move || driver::run_worker(shared, assigned, progress))
-            })
-            .collect::<Result<_, _>>()?;
-        show_progress(&progress, start);
-        handles
-            .into_iter()
-            .map(|handle| handle.join().map_err(|_| anyhow::anyhow!("a replay thread panicked")))
-            .collect::<anyhow::Result<Vec<_>>>()
+    let line = ProgressLine { completed_label: "answered", rate: false };
+    let outcomes = run_workers("replay", per_thread, start, line, |assigned, reporter| {
+        Ok(driver::run_worker(&shared, &assigned, reporter))
     })?;
-    let merged = Merged::from(outcomes, start);
-    let by_op: Vec<(&'static str, &Histogram<u64>)> =
-        Opcode::ALL.iter().map(|opcode| opcode.name()).zip(merged.by_op.iter()).collect();
+    let merged: Merged<ReplayCounts> = Merged::merge(outcomes, Opcode::ALL.len(), start);
+    let names: Vec<&'static str> = Opcode::ALL.iter().map(|opcode| opcode.name()).collect();
+    let by_op = merged.tally.named_operations(&names);
     let corrected = !top_speed;
     write_summary(&mut out, &merged, &plan, &settings, &args.percentiles.0, &by_op, corrected)?;
-    if let Some(destination) = &args.json {
-        let document = to_json(args, &settings, &summary, &plan, &merged, &by_op, corrected);
-        let text = serde_json::to_string_pretty(&document)? + "\n";
-        if destination == "-" {
-            io::stdout().write_all(text.as_bytes())?;
-        } else {
-            std::fs::write(destination, text)
-                .with_context(|| format!("cannot write {destination}"))?;
-        }
-    }
-    if let Some(path) = &args.hgrm {
-        let mut file = create(path)?;
-        report::write_hgrm(&merged.latency, &mut file)?;
-        file.flush()?;
-    }
-    if let Some(path) = &args.hlog {
-        let mut file = create(path)?;
-        report::write_hlog_as(
-            "rush replay",
-            &merged.intervals,
-            base_time,
-            merged.elapsed,
-            &mut file,
-        )?;
-        file.flush()?;
-    }
-    if let Some(path) = &args.plot {
-        let label = args.hgrm.as_deref().and_then(Path::file_name).map_or_else(
-            || format!("replay {}", args.file.file_name().unwrap_or_default().to_string_lossy()),
-            |name| name.to_string_lossy().into_owned(),
-        );
-        plot::plot_series(&[plot::series_from_histogram(&label, &merged.latency)], path)?;
-    }
-    Ok(u8::from(!merged.errors.is_empty()))
-}
-
-fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    Ok(BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    ))
-}
-
-/// A progress line on stderr once a second while the workers run (only on a terminal).
-fn show_progress(progress: &[Progress], start: Instant) {
-    let terminal = io::stderr().is_terminal();
-    let mut last_print = Instant::now();
-    while !progress.iter().all(|p| p.finished.load(Ordering::Acquire)) {
-        std::thread::sleep(Duration::from_millis(100));
-        if !terminal || last_print.elapsed() < Duration::from_secs(1) {
-            continue;
-        }
-        let sent: u64 = progress.iter().map(|p| p.sent.load(Ordering::Relaxed)).sum();
-        let completed: u64 = progress.iter().map(|p| p.completed.load(Ordering::Relaxed)).sum();
-        eprint!(
-            "\r\x1b[2K[{:6.1} s] sent {sent}, answered {completed}",
-            start.elapsed().as_secs_f64()
-        );
-        last_print = Instant::now();
-    }
-    if terminal {
-        eprint!("\r\x1b[2K");
-    }
-}
-
-/// The workers' outcomes, merged.
-#[derive(Debug)]
-struct Merged {
-    latency: Histogram<u64>,
-    by_op: Vec<Histogram<u64>>,
-    intervals: Vec<Histogram<u64>>,
-    codes: report::CodeCounts,
-    duplicate_of: report::CodeCounts,
-    connections: u64,
-    sent: u64,
-    completed: u64,
-    unanswered: u64,
-    unsent: u64,
-    framing_failures: u64,
-    closed_after_framing_failure: u64,
-    lost_after_framing_failure: u64,
-    /// From the start of the schedule to the last answer.
-    elapsed: Duration,
-    errors: Vec<String>,
-}
-
-impl Merged {
-    fn from(outcomes: Vec<Outcome>, start: Instant) -> Merged {
-        let mut merged = Merged {
-            latency: new_histogram(),
-            by_op: Opcode::ALL.iter().map(|_| new_histogram()).collect(),
-            intervals: Vec::new(),
-            codes: [0; rush_engine::ResultCode::ALL.len()],
-            duplicate_of: [0; rush_engine::ResultCode::ALL.len()],
-            connections: 0,
-            sent: 0,
-            completed: 0,
-            unanswered: 0,
-            unsent: 0,
-            framing_failures: 0,
-            closed_after_framing_failure: 0,
-            lost_after_framing_failure: 0,
-            elapsed: Duration::ZERO,
-            errors: Vec::new(),
-        };
-        for outcome in outcomes {
-            // Same bounds and precision everywhere, so adding cannot fail.
-            let _ = merged.latency.add(&outcome.latency);
-            for (total, part) in merged.by_op.iter_mut().zip(&outcome.by_op) {
-                let _ = total.add(part);
-            }
-            report::add_intervals(&mut merged.intervals, &outcome.intervals);
-            report::add_counts(&mut merged.codes, &outcome.codes);
-            report::add_counts(&mut merged.duplicate_of, &outcome.duplicate_of);
-            merged.connections += outcome.connections;
-            merged.sent += outcome.sent;
-            merged.completed += outcome.completed;
-            merged.unanswered += outcome.unanswered;
-            merged.unsent += outcome.unsent;
-            merged.framing_failures += outcome.framing_failures;
-            merged.closed_after_framing_failure += outcome.closed_after_framing_failure;
-            merged.lost_after_framing_failure += outcome.lost_after_framing_failure;
-            if let Some(last) = outcome.last_completion {
-                merged.elapsed = merged.elapsed.max(last.saturating_duration_since(start));
-            }
-            merged.errors.extend(outcome.errors);
-        }
-        if merged.unanswered > 0 {
-            merged.errors.push(format!("{} requests were never answered", merged.unanswered));
-        }
-        merged
-    }
-
-    fn throughput(&self) -> f64 {
-        if self.elapsed.is_zero() {
-            0.0
-        } else {
-            self.completed as f64 / self.elapsed.as_secs_f64()
-        }
-    }
+    let files = OutputFiles {
+        json: args.json.as_deref(),
+        hgrm: args.hgrm.as_deref(),
+        hlog: args.hlog.as_deref(),
+        plot: args.plot.as_deref(),
+    };
+    files.write(
+        "rush replay",
+        || to_json(args, &settings, &summary, &plan, &merged, &by_op, corrected),
+        &merged.tally,
+        merged.elapsed,
+        base_time,
+        || format!("replay {}", args.file.file_name().unwrap_or_default().to_string_lossy()),
+    )?;
+    Ok(u8::from(!merged.tally.errors.is_empty()))
 }
 
 fn pace_text(pace: Pace) -> String {
@@ -479,7 +339,7 @@ fn header(
 
 fn write_summary(
     out: &mut impl Write,
-    merged: &Merged,
+    merged: &Merged<ReplayCounts>,
     plan: &Plan,
     settings: &Settings,
     percentiles: &[f64],
@@ -489,15 +349,15 @@ fn write_summary(
     writeln!(
         out,
         "Frames: {} sent on {}, {} answered, {} unanswered in {:.2} s: {:.1} answers/s",
-        merged.sent,
-        plural(merged.connections, "connection"),
-        merged.completed,
-        merged.unanswered,
+        merged.tally.sent,
+        plural(merged.counts.connections, "connection"),
+        merged.tally.completed,
+        merged.tally.unanswered,
         merged.elapsed.as_secs_f64(),
         merged.throughput()
     )?;
-    if merged.unsent > 0 {
-        writeln!(out, "Not sent: {} (their connection had failed)", merged.unsent)?;
+    if merged.counts.unsent > 0 {
+        writeln!(out, "Not sent: {} (their connection had failed)", merged.counts.unsent)?;
     }
     if plan.skipped_frames > 0 || plan.skipped_connections > 0 {
         writeln!(
@@ -507,18 +367,18 @@ fn write_summary(
             plural(plan.skipped_connections * u64::from(settings.loops), "admin connection")
         )?;
     }
-    if merged.framing_failures > 0 {
+    if merged.counts.framing_failures > 0 {
         writeln!(
             out,
             "Framing failures: {} sent as captured (shorter than 64 bytes or unframeable); the \
              server closed {} after them ({} other frames of those connections unanswered or \
              not sent, as expected)",
-            plural(merged.framing_failures, "frame"),
-            plural(merged.closed_after_framing_failure, "connection"),
-            merged.lost_after_framing_failure
+            plural(merged.counts.framing_failures, "frame"),
+            plural(merged.counts.closed_after_framing_failure, "connection"),
+            merged.counts.lost_after_framing_failure
         )?;
     }
-    report::write_results(out, &merged.codes, &merged.duplicate_of)?;
+    report::write_results(out, &merged.tally.codes, &merged.tally.duplicate_of)?;
     if settings.loops > 1 {
         writeln!(
             out,
@@ -540,14 +400,14 @@ fn write_summary(
              frame was handed to its connection):"
         )?;
     }
-    report::write_latency(out, &merged.latency, percentiles)?;
+    report::write_latency(out, &merged.tally.latency, percentiles)?;
     report::write_by_op(out, by_op)?;
     const SHOWN: usize = 20;
-    for error in merged.errors.iter().take(SHOWN) {
+    for error in merged.tally.errors.iter().take(SHOWN) {
         writeln!(out, "error: {error}")?;
     }
-    if merged.errors.len() > SHOWN {
-        writeln!(out, "error: ... and {} more (all in --json)", merged.errors.len() - SHOWN)?;
+    if merged.tally.errors.len() > SHOWN {
+        writeln!(out, "error: ... and {} more (all in --json)", merged.tally.errors.len() - SHOWN)?;
     }
     Ok(())
 }
@@ -557,7 +417,7 @@ fn to_json(
     settings: &Settings,
     summary: &Summary,
     plan: &Plan,
-    merged: &Merged,
+    merged: &Merged<ReplayCounts>,
     by_op: &[(&'static str, &Histogram<u64>)],
     corrected: bool,
 ) -> Value {
@@ -594,27 +454,33 @@ fn to_json(
         }),
     );
     document.insert("coordinated_omission_corrected".into(), json!(corrected));
-    document.insert("connections".into(), json!(merged.connections));
-    document.insert("sent".into(), json!(merged.sent));
-    document.insert("completed".into(), json!(merged.completed));
-    document.insert("unanswered".into(), json!(merged.unanswered));
-    document.insert("unsent".into(), json!(merged.unsent));
+    document.insert("connections".into(), json!(merged.counts.connections));
+    document.insert("sent".into(), json!(merged.tally.sent));
+    document.insert("completed".into(), json!(merged.tally.completed));
+    document.insert("unanswered".into(), json!(merged.tally.unanswered));
+    document.insert("unsent".into(), json!(merged.counts.unsent));
     document.insert("skipped_admin_connections".into(), json!(plan.skipped_connections * loops));
     document.insert("skipped_admin_frames".into(), json!(plan.skipped_frames * loops));
-    document.insert("framing_failures".into(), json!(merged.framing_failures));
-    document
-        .insert("closed_after_framing_failure".into(), json!(merged.closed_after_framing_failure));
-    document.insert("lost_after_framing_failure".into(), json!(merged.lost_after_framing_failure));
+    document.insert("framing_failures".into(), json!(merged.counts.framing_failures));
+    document.insert(
+        "closed_after_framing_failure".into(),
+        json!(merged.counts.closed_after_framing_failure),
+    );
+    document.insert(
+        "lost_after_framing_failure".into(),
+        json!(merged.counts.lost_after_framing_failure),
+    );
     document.insert("elapsed_s".into(), json!(merged.elapsed.as_secs_f64()));
     document.insert("throughput_rps".into(), json!(merged.throughput()));
-    document.insert("results".into(), Value::Object(report::code_map(&merged.codes)));
-    document.insert("duplicate_of".into(), Value::Object(report::code_map(&merged.duplicate_of)));
-    document.insert("latency_us".into(), report::latency_json(&merged.latency));
+    document.insert("results".into(), Value::Object(report::code_map(&merged.tally.codes)));
+    document
+        .insert("duplicate_of".into(), Value::Object(report::code_map(&merged.tally.duplicate_of)));
+    document.insert("latency_us".into(), report::latency_json(&merged.tally.latency));
     document.insert(
         "percentiles".into(),
-        report::percentiles_json(&merged.latency, &args.percentiles.0),
+        report::percentiles_json(&merged.tally.latency, &args.percentiles.0),
     );
     document.insert("by_op".into(), report::by_op_json(by_op));
-    document.insert("errors".into(), json!(merged.errors));
+    document.insert("errors".into(), json!(merged.tally.errors));
     Value::Object(document)
 }

@@ -2,12 +2,51 @@
 //! before any socket is opened (pure, so the schedule is unit-tested without a server).
 //!
 //! Times are nanoseconds from the start of a loop of the replay. Loop `l` adds
-//! `l × loop_span_ns` to every time of the plan.
+//! `l × loop_span_ns` to every time of the plan; [`Plan::schedule_end_ns`] checks, before
+//! anything is sent, that every loop's times fit in 64 bits and in [`SCHEDULE_NS_MAX`], so
+//! the driver's additions cannot overflow and a replay cannot be scheduled to wait for
+//! years.
 
 use std::collections::HashMap;
+use std::fmt;
 
 use rush_net::capture::{Capture, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
 use rush_net::protocol::decode_request;
+
+/// The longest schedule a replay accepts: a year. Longer is a mistake (a tiny `-x`, a tiny
+/// `--rate`, many `--loop`s of a long capture), not a test anyone waits for.
+pub const SCHEDULE_NS_MAX: u64 = 366 * 24 * 3600 * 1_000_000_000;
+
+/// Why a plan cannot be replayed with the loops asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleError {
+    /// The last of `loops` loops would start or end past 2^64 - 1 ns.
+    Overflow { loops: u32, loop_span_ns: u64, last_event_ns: u64 },
+    /// The last event of the last loop is due `end_ns` after the start.
+    TooLong { end_ns: u64 },
+}
+
+impl fmt::Display for ScheduleError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ScheduleError::Overflow { loops, loop_span_ns, last_event_ns } => write!(
+                formatter,
+                "the replay's schedule does not fit in 64-bit nanoseconds: {loops} loops \
+                 {loop_span_ns} ns apart, the last event {last_event_ns} ns into a loop \
+                 (check -x/--speed, --rate and --loop)"
+            ),
+            ScheduleError::TooLong { end_ns } => write!(
+                formatter,
+                "the replay's schedule would last {:.0} days, longer than the {} days a \
+                 replay accepts (check -x/--speed, --rate and --loop)",
+                end_ns as f64 / 86_400e9,
+                SCHEDULE_NS_MAX / 86_400_000_000_000
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ScheduleError {}
 
 /// How frames are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,6 +126,45 @@ pub struct Plan {
     pub skipped_frames: u64,
     /// The longest `wait_ms` of a replayed RESERVE (its answer may take that long).
     pub max_wait_ms: u32,
+}
+
+impl Plan {
+    /// The time of the plan's last event (open, frame or close) in one loop.
+    pub fn last_event_ns(&self) -> u64 {
+        self.connections
+            .iter()
+            .flat_map(|connection| {
+                let frames = connection.frames.iter().map(|frame| frame.at_ns);
+                frames.chain([connection.open_ns]).chain(connection.close_ns)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// When the last event of `loops` loops is due, checked: every loop's start and every
+    /// time within it fit in u64 nanoseconds, and the whole schedule in
+    /// [`SCHEDULE_NS_MAX`].
+    pub fn schedule_end_ns(&self, loops: u32) -> Result<u64, ScheduleError> {
+        assert!(loops >= 1, "a replay has at least one loop");
+        let last_event_ns = self.last_event_ns();
+        let overflow =
+            ScheduleError::Overflow { loops, loop_span_ns: self.loop_span_ns, last_event_ns };
+        let end_ns = u64::from(loops - 1)
+            .checked_mul(self.loop_span_ns)
+            .and_then(|last_start_ns| last_start_ns.checked_add(last_event_ns))
+            .ok_or(overflow)?;
+        if end_ns > SCHEDULE_NS_MAX {
+            return Err(ScheduleError::TooLong { end_ns });
+        }
+        Ok(end_ns)
+    }
+
+    /// When loop `loop_index` (from 0) starts. Only for loops [`Plan::schedule_end_ns`]
+    /// accepted, so the product fits.
+    pub fn loop_offset_ns(&self, loop_index: u32) -> u64 {
+        let offset_ns = u64::from(loop_index).checked_mul(self.loop_span_ns);
+        offset_ns.expect("schedule_end_ns checked that every loop's start fits in u64 ns")
+    }
 }
 
 /// Builds the plan of `capture` at `pace`, leaving the admin connections out when

@@ -14,8 +14,8 @@ use rush_net::protocol::{encode_request, encode_response, Opcode};
 use super::driver::{run_worker, Shared};
 use super::plan::{build, Expect, Pace, Plan};
 use super::*;
-use crate::bench::driver::Progress;
 use crate::capture::capture_of;
+use crate::measure::workers::{Progress, Reporter};
 
 fn ping(id: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -247,14 +247,91 @@ fn the_driver_matches_answers_by_id_fifo_and_counts_framing_failures() {
         finished: Vec::<AtomicBool>::new(),
         watermark: AtomicUsize::new(0),
     };
-    let progress = Progress::default();
-    let outcome = run_worker(&shared, &[(0, 0), (0, 1)], &progress);
+    let (progress, abandoned) = (Progress::default(), AtomicBool::new(false));
+    let outcome = run_worker(&shared, &[(0, 0), (0, 1)], Reporter::new(&progress, &abandoned));
     server.join().unwrap();
-    assert_eq!(outcome.errors, Vec::<String>::new());
-    assert_eq!((outcome.connections, outcome.sent, outcome.completed), (2, 4, 3));
-    assert_eq!((outcome.unanswered, outcome.unsent), (0, 0));
-    assert_eq!(outcome.codes[ResultCode::Ok as usize], 3);
-    assert_eq!(outcome.by_op[0].len(), 3, "PING is the first of Opcode::ALL");
-    assert_eq!((outcome.framing_failures, outcome.closed_after_framing_failure), (1, 1));
-    assert_eq!(outcome.latency.len(), 3);
+    let (tally, counts) = (&outcome.tally, &outcome.counts);
+    assert_eq!(tally.errors, Vec::<String>::new());
+    assert_eq!((counts.connections, tally.sent, tally.completed), (2, 4, 3));
+    assert_eq!((tally.unanswered, counts.unsent), (0, 0));
+    assert_eq!(tally.codes[ResultCode::Ok as usize], 3);
+    assert_eq!(tally.by_operation[0].len(), 3, "PING is the first of Opcode::ALL");
+    assert_eq!((counts.framing_failures, counts.closed_after_framing_failure), (1, 1));
+    assert_eq!(tally.latency.len(), 3);
+}
+
+/// Pins the other half of the hang the fuzz run found: at top speed a connection waits for
+/// the connections that closed before it opened, which may belong to another thread. When
+/// that thread dies, the watermark never moves; the worker must notice that the run was
+/// abandoned instead of waiting forever.
+#[test]
+fn a_top_speed_worker_stops_when_the_run_is_abandoned() {
+    // A [0, 10], then B opens at 20: B waits for A, which is on "another thread" here.
+    let records = vec![
+        open(0, 0xA, false),
+        frame(5, 0xA, false, &ping(1)),
+        close(10, 0xA, false),
+        open(20, 0xB, false),
+        frame(25, 0xB, false, &ping(2)),
+    ];
+    let pace = Pace::TopSpeed { window: 4 };
+    let plan = build(&capture_of(0, records), pace, false);
+    assert_eq!(plan.connections[1].after, 1, "B waits for A");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let shared = Shared {
+            plan: &plan,
+            pace,
+            target: "127.0.0.1:9".parse().unwrap(),
+            admin: None,
+            start: Instant::now(),
+            drain_timeout: Duration::from_secs(5),
+            finished: (0..2).map(|_| AtomicBool::new(false)).collect(),
+            watermark: AtomicUsize::new(0),
+        };
+        let (progress, abandoned) = (Progress::default(), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                abandoned.store(true, std::sync::atomic::Ordering::Release);
+            });
+            let outcome = run_worker(&shared, &[(0, 1)], Reporter::new(&progress, &abandoned));
+            let _ = sender.send(outcome);
+        });
+    });
+    let outcome = receiver.recv_timeout(Duration::from_secs(20)).expect("the worker stopped");
+    assert_eq!((outcome.counts.connections, outcome.tally.sent), (0, 0), "B never started");
+    assert_eq!(outcome.counts.unsent, 1, "B's frame is counted unsent");
+    assert!(outcome.tally.errors.iter().any(|error| error.contains("another replay thread")));
+}
+
+/// Pins the overflow the fuzz run found: a capture whose last record is at `u64::MAX`
+/// replayed with `--loop 3` computed `loop_index × loop_span_ns` unchecked in the driver (a
+/// panic in debug builds, a wrong schedule in release). The schedule is now checked, with a
+/// clear error, before any thread starts.
+#[test]
+fn a_schedule_that_overflows_or_lasts_for_years_is_refused() {
+    let records = vec![frame(0, 1, false, &ping(1)), frame(u64::MAX, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert_eq!(plan.loop_span_ns, u64::MAX);
+    let error = plan.schedule_end_ns(3).expect_err("3 loops of 2^64 ns overflow");
+    assert!(
+        matches!(error, plan::ScheduleError::Overflow { loops: 3, loop_span_ns: u64::MAX, .. }),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("does not fit in 64-bit nanoseconds"), "{error}");
+    // One loop fits in 64 bits but would wait for centuries.
+    let error = plan.schedule_end_ns(1).expect_err("584 years");
+    assert!(matches!(error, plan::ScheduleError::TooLong { end_ns: u64::MAX }), "{error:?}");
+    // A plain capture, looped: loop l starts l spans in.
+    let records = vec![frame(1_000, 1, false, &ping(1)), frame(3_000, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert_eq!(plan.schedule_end_ns(3), Ok(2 * 2_000 + 2_000));
+    assert_eq!(plan.loop_offset_ns(2), 4_000);
+    // Half a year per loop: two loops are more than the year a replay accepts.
+    let half_year_ns = 183 * 24 * 3600 * 1_000_000_000_u64;
+    let records = vec![frame(0, 1, false, &ping(1)), frame(half_year_ns, 1, false, &ping(2))];
+    let plan = build(&capture_of(0, records), Pace::Original { speed: 1.0 }, false);
+    assert!(plan.schedule_end_ns(2).is_ok());
+    assert!(matches!(plan.schedule_end_ns(3), Err(plan::ScheduleError::TooLong { .. })));
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 
-use super::report::SCALE;
+use super::histogram::NS_PER_US;
 
 const WIDTH: u32 = 1000;
 const HEIGHT: u32 = 600;
@@ -43,7 +43,7 @@ pub fn series_from_histogram(label: &str, histogram: &Histogram<u64>) -> Series 
     } else {
         histogram
             .iter_quantiles(5)
-            .map(|step| (step.quantile_iterated_to(), step.value_iterated_to() as f64 / SCALE))
+            .map(|step| (step.quantile_iterated_to(), step.value_iterated_to() as f64 / NS_PER_US))
             .collect()
     };
     Series { label: label.to_string(), points }
