@@ -6,14 +6,20 @@ import "encoding/binary"
 // returns the extended slice. It is the encoder the clients use; it is exported for callers
 // that manage their own connections (and for tests that play the server).
 func AppendRequest(dst []byte, requestID uint64, req Request) []byte {
-	op := req.Opcode()
+	var values [maxFields]uint64
+	req.wire(&values)
+	return appendFrame(dst, req.Opcode(), requestID, &values)
+}
+
+// appendFrame encodes a request from its field values (Request.wire's order). The clients
+// keep values in their own reused storage: passed to an interface method, a local array
+// would escape to the heap on every request.
+func appendFrame(dst []byte, op Opcode, requestID uint64, values *[maxFields]uint64) []byte {
 	l := op.spec().request
 	start := len(dst)
 	dst = append(dst, make([]byte, l.size)...)
 	frame := dst[start:]
 	putHeader(frame, op, l.size, requestID)
-	var values [maxFields]uint64
-	req.wire(&values)
 	for i, f := range l.fields {
 		putUint(frame[f.off:f.off+f.width], values[i])
 	}
@@ -69,46 +75,54 @@ func getUint(b []byte) uint64 {
 // Reservation.Account and Wallet.Account are not on the wire and stay 0; the clients fill
 // them in from the request.
 func DecodeResponse(b []byte) (reply Reply, n int, err error) {
+	n, err = decodeResponse(b, &reply)
+	return reply, n, err
+}
+
+// decodeResponse is DecodeResponse into caller-owned storage (the body tables write through
+// a pointer, so a Reply on the stack would escape on every response). It resets *reply.
+func decodeResponse(b []byte, reply *Reply) (n int, err error) {
+	*reply = Reply{}
 	// The header, checked byte by byte as it arrives: a wrong magic is reported from the
 	// first byte, without waiting for a frame that may never come.
 	magic := [2]byte{byte(Magic & 0xff), byte(Magic >> 8)}
 	for i := 0; i < 2; i++ {
 		if len(b) <= i {
-			return reply, 0, nil
+			return 0, nil
 		}
 		if b[i] != magic[i] {
-			return reply, 0, &ProtocolError{Kind: BadMagic}
+			return 0, &ProtocolError{Kind: BadMagic}
 		}
 	}
 	if len(b) < 3 {
-		return reply, 0, nil
+		return 0, nil
 	}
 	if b[2] != Version {
-		return reply, 0, &ProtocolError{Kind: BadVersion, Value: uint64(b[2])}
+		return 0, &ProtocolError{Kind: BadVersion, Value: uint64(b[2])}
 	}
 	if len(b) < 4 {
-		return reply, 0, nil
+		return 0, nil
 	}
 	op := Opcode(b[3])
 	spec := op.spec()
 	if spec == nil {
-		return reply, 0, &ProtocolError{Kind: UnknownOpcode, Value: uint64(b[3])}
+		return 0, &ProtocolError{Kind: UnknownOpcode, Value: uint64(b[3])}
 	}
 	if len(b) < 6 {
-		return reply, 0, nil
+		return 0, nil
 	}
 	length := int(binary.LittleEndian.Uint16(b[4:]))
 	if length != spec.response.size {
-		return reply, 0, &ProtocolError{Kind: BadLength, Opcode: op, Value: uint64(length)}
+		return 0, &ProtocolError{Kind: BadLength, Opcode: op, Value: uint64(length)}
 	}
 	if len(b) < length {
-		return reply, 0, nil
+		return 0, nil
 	}
 	frame := b[:length]
 	reply.Opcode = op
 	reply.RequestID = binary.LittleEndian.Uint64(frame[8:])
 	if flags := binary.LittleEndian.Uint16(frame[6:]); flags != 0 {
-		return reply, length, &ProtocolError{Kind: FlagsNotZero, Opcode: op, RequestID: reply.RequestID,
+		return length, &ProtocolError{Kind: FlagsNotZero, Opcode: op, RequestID: reply.RequestID,
 			Offset: 6, Value: uint64(flags)}
 	}
 	l := spec.response
@@ -119,10 +133,10 @@ func DecodeResponse(b []byte) (reply Reply, n int, err error) {
 			l = special
 		}
 	}
-	if err := decodeBody(frame, l, &reply); err != nil {
-		return reply, length, err
+	if err := decodeBody(frame, l, reply); err != nil {
+		return length, err
 	}
-	return reply, length, nil
+	return length, nil
 }
 
 func decodeBody(frame []byte, l *layout, reply *Reply) error {
