@@ -56,20 +56,31 @@ stop_server() {
 }
 
 echo "== $CONNS connection(s) x $INFLIGHT in flight, closed loop, ${DURATION} s, seckill-hot shape ($STOCK units, 100,000 buyers)"
+echo "   throughput, and the client's own CPU time (user + system) per request"
 for round in $(seq 1 "$ROUNDS"); do
     start_server
-    rust=$(taskset -c "$CLIENT_CORE" "$RUSH" bench "$PUBLIC" --admin "$ADMIN" --closed -w seckill-hot \
-        --stock "$STOCK" -c "$CONNS" -P "$INFLIGHT" -d "${DURATION}s" 2>&1 |
-        sed -nE 's/.* ([0-9.]+) req\/s$/\1/p')
+    /usr/bin/time -f '%U %S' -o "$work/rust.time" taskset -c "$CLIENT_CORE" "$RUSH" bench "$PUBLIC" \
+        --admin "$ADMIN" --closed -w seckill-hot --stock "$STOCK" -c "$CONNS" -P "$INFLIGHT" \
+        -d "${DURATION}s" >"$work/rust.out" 2>&1
     stop_server
+    rust_rate=$(sed -nE 's/^Requests: ([0-9]+) sent.* ([0-9.]+) req\/s$/\2/p' "$work/rust.out")
+    rust_count=$(sed -nE 's/^Requests: ([0-9]+) sent.*/\1/p' "$work/rust.out")
+    rust_cpu=$(awk -v n="$rust_count" '{ printf "%.0f", ($1 + $2) * 1e9 / n }' "$work/rust.time")
 
     start_server
-    go=$(GOMAXPROCS=1 RUSH_BIN="$RUSH" RUSH_BENCH_ADDR="$PUBLIC" RUSH_BENCH_ADMIN="$ADMIN" \
+    GOMAXPROCS=1 RUSH_BIN="$RUSH" RUSH_BENCH_ADDR="$PUBLIC" RUSH_BENCH_ADMIN="$ADMIN" \
         RUSH_BENCH_CONNS="$CONNS" RUSH_BENCH_INFLIGHT="$INFLIGHT" RUSH_BENCH_STOCK="$STOCK" \
         taskset -c "$CLIENT_CORE" "$work/rush.test" -test.run '^$' -test.bench PipelineReserve \
-        -test.benchtime "${DURATION}s" 2>&1 | sed -nE 's/.*[[:space:]]([0-9.]+) req\/s.*/\1/p')
+        -test.benchtime "${DURATION}s" >"$work/go.out" 2>&1
     stop_server
+    go_rate=$(sed -nE 's/.*[[:space:]]([0-9.]+) req\/s.*/\1/p' "$work/go.out")
+    go_cpu=$(sed -nE 's/.*[[:space:]]([0-9.]+) client-cpu-ns\/op.*/\1/p' "$work/go.out")
+    if [ -z "$rust_rate" ] || [ -z "$go_rate" ]; then
+        cat "$work/rust.out" "$work/go.out" >&2
+        exit 1
+    fi
 
-    awk -v r="$round" -v rust="$rust" -v go="$go" \
-        'BEGIN { printf "round %s: rush bench %.0f req/s, Go Pipeline %.0f req/s, Go / Rust %.2f\n", r, rust, go, go / rust }'
+    awk -v r="$round" -v rr="$rust_rate" -v rc="$rust_cpu" -v gr="$go_rate" -v gc="$go_cpu" 'BEGIN {
+        printf "round %s: rush bench %.0f req/s, %.0f ns CPU/req | Go Pipeline %.0f req/s, %.0f ns CPU/req | Go/Rust: throughput %.2f, CPU per request %.2f\n",
+            r, rr, rc, gr, gc, gr / rr, gc / rc }'
 done

@@ -18,7 +18,8 @@ const (
 	// DefaultMaxInFlight is the server's default limit of requests in flight per connection
 	// (PROTOCOL.md 1.3): more would only wait in the server's socket buffer.
 	DefaultMaxInFlight = 4096
-	// MaxMaxInFlight bounds Config.MaxInFlight: request ids and buffers are sized from it.
+	// MaxMaxInFlight bounds Config.MaxInFlight: a Pipeline's output buffer and request
+	// table grow up to MaxInFlight entries.
 	MaxMaxInFlight = 1 << 20
 	// maxBackoff caps the doubling of the reconnect pause.
 	maxBackoff = time.Second
@@ -33,7 +34,8 @@ type Config struct {
 	// ReconnectAttempts is how many times in a row a broken connection is re-established
 	// (requests in flight are re-sent unchanged, with the same request keys) before the
 	// calls fail with a *ConnectionError. The count restarts whenever a response arrives.
-	// 0 means DefaultReconnectAttempts; a negative value disables reconnecting.
+	// 0 means DefaultReconnectAttempts; a negative value disables re-sending: a break fails
+	// the requests in flight at once (a later call still opens a new connection).
 	ReconnectAttempts int
 	// ReconnectBackoff is the pause before the first reconnect attempt, doubled after each
 	// failed one (at most one second). Default DefaultReconnectBackoff.

@@ -49,6 +49,8 @@
 //
 // Frame layouts are tables (layout.go): each field has its PROTOCOL.md name, offset and
 // width, and every byte no field covers is reserved. A test holds the tables to PROTOCOL.md.
-// A new opcode, a variable-length frame or a body that depends on the result code is a new
-// row, not new parsing code.
+// A new opcode (an AUTH frame, say) or a body that depends on the result code (RATE_LIMITED
+// with a retry-after hint) is a new row, not new parsing code; a variable-length frame
+// (RESERVE_ORDER with several SKU lines) adds a repeated group to the table format, and the
+// encoder and decoder already take every frame size from the tables.
 package rush

@@ -145,12 +145,16 @@ func (p *Pipeline) Do(ctx context.Context, req Request) (Reply, error) {
 		return Reply{}, fmt.Errorf("rush: %v not sent: %w", op, err)
 	}
 	select {
-	case p.slots <- struct{}{}:
-	case <-ctx.Done():
-		return Reply{}, fmt.Errorf("rush: %v not sent: %d requests in flight (Config.MaxInFlight): %w",
-			op, cap(p.slots), ctx.Err())
-	case <-p.done:
-		return Reply{}, ErrClosed
+	case p.slots <- struct{}{}: // the common case: a free slot, no need for the full select
+	default:
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return Reply{}, fmt.Errorf("rush: %v not sent: %d requests in flight (Config.MaxInFlight): %w",
+				op, cap(p.slots), ctx.Err())
+		case <-p.done:
+			return Reply{}, ErrClosed
+		}
 	}
 	c := callPool.Get().(*call)
 	req.wire(&c.values)
@@ -179,9 +183,18 @@ func (p *Pipeline) Do(ctx context.Context, req Request) (Reply, error) {
 	}
 	p.kick()
 
+	ctxDone := ctx.Done()
+	if ctxDone == nil {
+		// A context that never ends (context.Background): a plain receive is cheaper than
+		// a select.
+		<-c.done
+		reply, err := c.reply, c.err
+		callPool.Put(c)
+		return reply, err
+	}
 	select {
 	case <-c.done:
-	case <-ctx.Done():
+	case <-ctxDone:
 		p.mu.Lock()
 		if p.pending[c.id] == c {
 			// Still in flight: the reader recycles it when its response comes.

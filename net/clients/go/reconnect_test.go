@@ -276,6 +276,23 @@ func TestReconnectGivesUpWithATypedError(t *testing.T) {
 	if n := atomic.LoadInt32(&clientDials); n != 4 {
 		t.Fatalf("the Client dialled %d times: want 1 + 3 reconnects", n)
 	}
+	// Re-sending disabled: the first break fails the call; the next call connects anew.
+	var onceDials int32
+	once := counting(&onceDials)
+	once.ReconnectAttempts = -1
+	c1, err := Dial(ctx, listener.Addr().String(), once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	for call := 1; call <= 2; call++ {
+		if _, err := c1.Do(ctx, Ping{}); !errors.As(err, &cerr) || cerr.Attempts != 1 {
+			t.Fatalf("call %d without re-sending: want a *ConnectionError after 1 attempt, got %v", call, err)
+		}
+		if n := atomic.LoadInt32(&onceDials); n != int32(call) {
+			t.Fatalf("call %d: %d dials", call, n)
+		}
+	}
 	// Nobody listening: the dial fails, typed too.
 	listener.Close()
 	if _, err := Dial(ctx, listener.Addr().String(), nil); !errors.As(err, &cerr) || cerr.Attempts != 1 {
