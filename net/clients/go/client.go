@@ -3,6 +3,7 @@ package rush
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 )
@@ -64,7 +65,7 @@ func (c *Client) Do(ctx context.Context, req Request) (Reply, error) {
 	c.nextID++
 	id := c.nextID
 	if err := ctx.Err(); err != nil {
-		return Reply{}, contextError(ctx, op, id)
+		return Reply{}, fmt.Errorf("rush: %v not sent: %w", op, err)
 	}
 	req.wire(&c.values)
 	c.wbuf = appendFrame(c.wbuf[:0], op, id, &c.values)
