@@ -201,6 +201,7 @@ fn tiny_limits_pause_and_resume_reading_without_losing_or_stalling_a_request() {
     for backend in BACKENDS {
         let limits = ConnLimits {
             connection_max: 16,
+            admin_connection_max: 16,
             pipeline_max: 4,
             inbound_bytes_max: 1024,
             outbound_bytes_max: 512,

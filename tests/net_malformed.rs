@@ -141,6 +141,7 @@ fn a_client_that_never_reads_is_stopped_by_backpressure_and_others_are_served() 
     for backend in BACKENDS {
         let limits = ConnLimits {
             connection_max: 64,
+            admin_connection_max: 16,
             pipeline_max: 1024,
             inbound_bytes_max: 64 * 1024,
             outbound_bytes_max: 64 * 1024,
@@ -182,6 +183,47 @@ fn a_client_that_never_reads_is_stopped_by_backpressure_and_others_are_served() 
         }
         drop(flood);
         server.shutdown().unwrap();
+    }
+}
+
+/// Regression (issue 15, item 3): the admin listener shared the public connection slots, so a
+/// flood of clients that filled them made an admin connection be accepted and closed with
+/// nothing sent: the operator was locked out of PAUSE and restock. Admin connections now
+/// have slots of their own.
+#[test]
+fn an_admin_connection_is_served_while_public_connections_fill_the_shard() {
+    for backend in BACKENDS {
+        let limits =
+            ConnLimits { connection_max: 2, admin_connection_max: 1, ..ConnLimits::default() };
+        let server = rush_suite::server::start(backend, 1, limits);
+        let mut public: Vec<Client> =
+            (0..2).map(|_| Client::connect(server.local_addr()).unwrap()).collect();
+        for client in &mut public {
+            assert_eq!(client.ping().unwrap().shard_count, 1);
+        }
+        let mut refused = TcpStream::connect(server.local_addr()).unwrap();
+        let _ = refused.write_all(&ping_bytes(1));
+        assert!(closed_by_server(&mut refused), "{backend:?}: the public slots are full");
+        // The operator still gets in, and its admin operations work.
+        let mut admin = Client::connect(server.admin_addr().unwrap()).unwrap();
+        let spec = SkuSpec {
+            sku: 77,
+            stock_total: 5,
+            price: 1,
+            per_user_limit: 0,
+            hold_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+        };
+        assert_eq!(admin.call(&Request::PutSku(spec)).unwrap().result, ResultCode::Ok);
+        assert_eq!(admin.call(&Request::Pause { sku: 77 }).unwrap().result, ResultCode::Ok);
+        // The admin slots have their own bound.
+        let mut second_admin = TcpStream::connect(server.admin_addr().unwrap()).unwrap();
+        let _ = second_admin.write_all(&ping_bytes(2));
+        assert!(closed_by_server(&mut second_admin), "{backend:?}: one admin slot");
+        drop(public);
+        let report = server.shutdown().unwrap();
+        assert_eq!(report.shards[0].counters.refused_full, 2, "{backend:?}");
     }
 }
 

@@ -12,7 +12,7 @@
 //! | sale | `--sale FILE` | `sale = "FILE"` (relative to the config file) | the embedded demo sale |
 //! | ring capacity | — | `ring_capacity` | 4096 |
 //! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per shard) |
-//! | connection limits | — | `connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
+//! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
 //!
 //! Unknown keys are an error, and every value is checked before anything starts; errors name
 //! the file and the key.
@@ -180,6 +180,7 @@ struct ConfigDoc {
     hold_ms_max: Option<u32>,
     wait_ms_max: Option<u32>,
     connection_max: Option<u32>,
+    admin_connection_max: Option<u32>,
     pipeline_max: Option<u32>,
     inbound_bytes_max: Option<usize>,
     outbound_bytes_max: Option<usize>,
@@ -279,6 +280,9 @@ impl ConfigFile {
         let default_limits = ConnLimits::default();
         let limits = ConnLimits {
             connection_max: doc.connection_max.unwrap_or(default_limits.connection_max),
+            admin_connection_max: doc
+                .admin_connection_max
+                .unwrap_or(default_limits.admin_connection_max),
             pipeline_max: doc.pipeline_max.unwrap_or(default_limits.pipeline_max),
             inbound_bytes_max: doc.inbound_bytes_max.unwrap_or(default_limits.inbound_bytes_max),
             outbound_bytes_max: doc.outbound_bytes_max.unwrap_or(default_limits.outbound_bytes_max),
@@ -465,6 +469,7 @@ mod tests {
             hold_ms_max = 60000
             wait_ms_max = 60000
             connection_max = 10
+            admin_connection_max = 3
             pipeline_max = 16
             inbound_bytes_max = 65536
             outbound_bytes_max = 32768
@@ -487,6 +492,7 @@ mod tests {
             settings.limits,
             ConnLimits {
                 connection_max: 10,
+                admin_connection_max: 3,
                 pipeline_max: 16,
                 inbound_bytes_max: 65536,
                 outbound_bytes_max: 32768,

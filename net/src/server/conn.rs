@@ -40,8 +40,12 @@ const CAPTURE_FATAL_BYTES_MAX: usize = REQUEST_SIZE;
 /// Limits of one shard's connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnLimits {
-    /// Open connections one shard serves; a connection beyond it is closed at once.
+    /// Open public connections one shard serves; a connection beyond it is closed at once.
     pub connection_max: u32,
+    /// Open connections of the admin listener, on slots of their own: a flood of public
+    /// connections cannot lock the operator out of PAUSE and restock. Beyond it an admin
+    /// connection is closed at once.
+    pub admin_connection_max: u32,
     /// Requests in flight per connection (parked RESERVEs included).
     pub pipeline_max: u32,
     /// Unprocessed inbound bytes per connection before the server stops reading it.
@@ -54,15 +58,23 @@ pub struct ConnLimits {
 pub const CONNECTION_LIMIT_MAX: u32 = 1 << 20;
 /// Largest `inbound_bytes_max` and `outbound_bytes_max`.
 pub const BUFFER_BYTES_MAX: usize = 1 << 30;
+/// Default `admin_connection_max`: operators and their tools, not clients.
+pub const ADMIN_CONNECTION_MAX_DEFAULT: u32 = 16;
+/// Largest `admin_connection_max`.
+pub const ADMIN_CONNECTION_LIMIT_MAX: u32 = 1024;
 
 impl ConnLimits {
     /// Checks every limit (the server refuses to start with an invalid one; the config
     /// loader reports the same error against its file). A buffer must hold a whole frame.
     pub fn validate(&self) -> Result<(), rush_engine::ConfigError> {
-        let counts = [("connection_max", self.connection_max), ("pipeline_max", self.pipeline_max)];
-        for (field, value) in counts {
-            if !(1..=CONNECTION_LIMIT_MAX).contains(&value) {
-                let max = u64::from(CONNECTION_LIMIT_MAX);
+        let counts = [
+            ("connection_max", self.connection_max, CONNECTION_LIMIT_MAX),
+            ("pipeline_max", self.pipeline_max, CONNECTION_LIMIT_MAX),
+            ("admin_connection_max", self.admin_connection_max, ADMIN_CONNECTION_LIMIT_MAX),
+        ];
+        for (field, value, max) in counts {
+            if !(1..=max).contains(&value) {
+                let max = u64::from(max);
                 return Err(rush_engine::ConfigError::between(field, value.into(), 1, max));
             }
         }
@@ -84,6 +96,7 @@ impl Default for ConnLimits {
     fn default() -> Self {
         ConnLimits {
             connection_max: 4096,
+            admin_connection_max: ADMIN_CONNECTION_MAX_DEFAULT,
             pipeline_max: 4096,
             inbound_bytes_max: 256 * 1024,
             outbound_bytes_max: 256 * 1024,
@@ -201,12 +214,15 @@ fn untoken(token: u64) -> (u32, u32, Option<Opcode>) {
     (token as u32, ((token >> 32) & 0xff_ffff) as u32, Opcode::from_u8((token >> 56) as u8))
 }
 
-/// One shard's connections: a slab of slots with generations.
+/// One shard's connections: a slab of slots with generations. Slots
+/// `0..connection_max` serve public connections, the `admin_connection_max` after them the
+/// admin listener's.
 #[derive(Debug)]
 pub struct Connections<H> {
     slots: Vec<Option<Conn<H>>>,
     generations: Vec<u32>,
     free: Vec<u32>,
+    admin_free: Vec<u32>,
     limits: ConnLimits,
     /// Slots that have input the engine has not taken yet (deduplicated by `queued`).
     ready: Vec<u32>,
@@ -226,11 +242,13 @@ impl<H> Connections<H> {
         topology: Topology,
         capture: Option<CaptureSink>,
     ) -> Connections<H> {
-        let max = limits.connection_max as usize;
+        let public = limits.connection_max;
+        let max = (public + limits.admin_connection_max) as usize;
         Connections {
             slots: (0..max).map(|_| None).collect(),
             generations: vec![0; max],
-            free: (0..max as u32).rev().collect(),
+            free: (0..public).rev().collect(),
+            admin_free: (public..max as u32).rev().collect(),
             limits,
             ready: Vec::with_capacity(max),
             queued: vec![false; max],
@@ -261,7 +279,7 @@ impl<H> Connections<H> {
     }
 
     pub fn len(&self) -> usize {
-        self.slots.len() - self.free.len()
+        self.slots.len() - self.free.len() - self.admin_free.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -270,7 +288,8 @@ impl<H> Connections<H> {
 
     /// Takes a slot for a new connection; `None` (refuse it) when every slot is taken.
     pub fn open(&mut self, handle: H, admin: bool) -> Result<(u32, u32), H> {
-        let Some(slot) = self.free.pop() else {
+        let free = if admin { &mut self.admin_free } else { &mut self.free };
+        let Some(slot) = free.pop() else {
             self.counters.refused_full += 1;
             return Err(handle);
         };
@@ -288,7 +307,11 @@ impl<H> Connections<H> {
     /// when they arrive (their generation no longer matches).
     pub fn release(&mut self, slot: u32) -> Option<Conn<H>> {
         let conn = self.slots.get_mut(slot as usize)?.take()?;
-        self.free.push(slot);
+        if slot < self.limits.connection_max {
+            self.free.push(slot);
+        } else {
+            self.admin_free.push(slot);
+        }
         self.counters.closed += 1;
         self.record(conn.id, KIND_CLOSE, conn.admin, &[]);
         Some(conn)
@@ -516,6 +539,7 @@ mod tests {
         let mut connections: Connections<u32> = Connections::new(
             ConnLimits {
                 connection_max: 2,
+                admin_connection_max: 1,
                 pipeline_max: 4,
                 inbound_bytes_max: 1024,
                 outbound_bytes_max: 1024,
@@ -527,6 +551,13 @@ mod tests {
         let (_, _) = connections.open(11, false).unwrap();
         assert_eq!(connections.open(12, false), Err(12), "full: the handle is given back");
         assert_eq!(connections.counters.refused_full, 1);
+        // The admin slot is reserved: public connections never take it, admin ones may.
+        let (admin_slot, _) = connections.open(20, true).expect("the reserved admin slot");
+        assert!(admin_slot >= 2);
+        assert_eq!(connections.open(21, true), Err(21), "one admin slot");
+        connections.release(admin_slot).unwrap();
+        assert_eq!(connections.open(22, false), Err(22), "a freed admin slot stays admin");
+        assert!(connections.open(23, true).is_ok());
         connections.release(slot).unwrap();
         let (again, generation_again) = connections.open(13, false).unwrap();
         assert_eq!(again, slot);
