@@ -72,6 +72,8 @@ fn start_server(backend: BackendChoice, reserves: u64, idle_spin_us: u64) -> Ser
             end_ms: 0,
         })],
         capture: None,
+        durability: rush_runtime::journal::Durability::None,
+        data_dir: None,
     })
     .expect("server")
 }

@@ -18,6 +18,8 @@ fn a_capture_holds_every_frame_of_every_connection_in_order() {
         let server = Server::start(ServerConfig {
             shard_ports: ShardPorts::Off,
             capture: Some(path.clone()),
+            durability: rush_runtime::journal::Durability::None,
+            data_dir: None,
             ..rush_suite::server::config(backend, 2, ConnLimits::default())
         })
         .unwrap();

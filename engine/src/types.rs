@@ -121,11 +121,17 @@ pub enum ResultCode {
     /// Checked arithmetic refused the operation: a balance, price * quantity, or a stock
     /// total would overflow u64.
     Overflow = 20,
+    /// The shard cannot make the operation durable: its journal failed to write or sync
+    /// (disk full, I/O error). A new state-changing request is refused and changes nothing;
+    /// one that was already applied and waited for its journal write has an unknown
+    /// outcome: retry it with the same key later (DUPLICATE tells it took effect). Reads
+    /// keep working (runtime only, never produced by the engine).
+    Unavailable = 21,
 }
 
 impl ResultCode {
     /// Every code, in numeric order.
-    pub const ALL: [ResultCode; 21] = [
+    pub const ALL: [ResultCode; 22] = [
         ResultCode::Ok,
         ResultCode::Duplicate,
         ResultCode::KeyReused,
@@ -147,6 +153,7 @@ impl ResultCode {
         ResultCode::BadRequest,
         ResultCode::Waiting,
         ResultCode::Overflow,
+        ResultCode::Unavailable,
     ];
 
     /// The code with this wire value, if any.
@@ -178,6 +185,7 @@ impl ResultCode {
             ResultCode::BadRequest => "BAD_REQUEST",
             ResultCode::Waiting => "WAITING",
             ResultCode::Overflow => "OVERFLOW",
+            ResultCode::Unavailable => "UNAVAILABLE",
         }
     }
 }

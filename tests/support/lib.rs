@@ -53,6 +53,8 @@ pub mod server {
             backend,
             prewarm: Vec::new(),
             capture: None,
+            durability: rush_runtime::journal::Durability::None,
+            data_dir: None,
         }
     }
 

@@ -131,6 +131,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         backend,
         prewarm,
         capture: None,
+        durability: rush_runtime::journal::Durability::None,
+        data_dir: None,
     })
     .context("cannot start the demo server")?;
     println!(

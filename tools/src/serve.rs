@@ -56,16 +56,26 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         backend: settings.backend,
         prewarm: sale.requests(),
         capture: args.capture.clone(),
+        durability: settings.durability,
+        data_dir: Some(settings.data_dir.clone()),
     };
     let (server, signal) = run_until_stop_signal(|| {
         let server = Server::start(config).context("cannot start the server")?;
         log(&backend_line(&server, &settings));
         log(&shards_line(&server));
-        log(&format!(
-            "pre-warmed {}, {} ({sale_name})",
-            plural(sale.skus.len(), "SKU"),
-            plural(sale.wallets.len(), "wallet")
-        ));
+        log(&durability_line(&server, &settings));
+        if server.prewarmed() {
+            log(&format!(
+                "pre-warmed {}, {} ({sale_name})",
+                plural(sale.skus.len(), "SKU"),
+                plural(sale.wallets.len(), "wallet")
+            ));
+        } else {
+            log(&format!(
+                "recovered data directory: the sale ({sale_name}) was not applied again (it \
+                 pre-warms a new data directory only)"
+            ));
+        }
         log(&listeners_line(&server, settings.shard_ports));
         if let Some(path) = &args.capture {
             log(&format!("capturing every frame received to {}", path.display()));
@@ -122,6 +132,18 @@ fn log(line: &str) {
 }
 
 /// `backend io_uring (probe passed)`; who asked, when it was not the default.
+fn durability_line(server: &Server, settings: &Settings) -> String {
+    match server.data_dir() {
+        None => "durability none: in memory only (a restart forgets everything)".to_string(),
+        Some(path) => format!(
+            "durability {}, data directory {}{}",
+            settings.durability,
+            path.display(),
+            if server.prewarmed() { " (new)" } else { " (recovered)" }
+        ),
+    }
+}
+
 fn backend_line(server: &Server, settings: &Settings) -> String {
     let mut line = format!("backend {} ({}", server.backend(), server.backend_reason());
     if settings.backend_source != "default" {

@@ -10,6 +10,8 @@
 //! | I/O backend | `--io auto\|io_uring\|epoll` | `io = "..."` | `auto`; precedence: flag, then the `RUSH_IO` environment variable, then the file |
 //! | pinning | `--no-pin` | `pin = false` | pinned, shard `i` on the `i`-th core |
 //! | sale | `--sale FILE` | `sale = "FILE"` (relative to the config file) | the embedded demo sale |
+//! | data directory | `--data-dir DIR` | `data_dir = "DIR"` (relative to the config file) | `rush-data` in the working directory |
+//! | durability | `--durability sync\|interval:MS\|none` | `durability = "..."` | `sync` |
 //! | ring capacity | — | `ring_capacity` | 4096 |
 //! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per shard) |
 //! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
@@ -25,6 +27,7 @@ use anyhow::{anyhow, bail, Context};
 use rush_engine::quota::Placement;
 use rush_engine::Config;
 use rush_net::server::{BackendChoice, ConnLimits, ShardPorts, BACKEND_ENV};
+use rush_runtime::journal::Durability;
 use rush_runtime::ring::RING_CAPACITY_MAX;
 use rush_runtime::RuntimeConfig;
 use serde::Deserialize;
@@ -35,6 +38,9 @@ pub const LISTEN_DEFAULT: &str = "0.0.0.0:7070";
 pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:7071";
 /// The default per-shard port base is the public port plus this.
 pub const SHARD_PORT_OFFSET: u16 = 100;
+/// The data directory when neither flag nor file gives one (relative to the working
+/// directory).
+pub const DATA_DIR_DEFAULT: &str = "rush-data";
 /// Ring capacity when the file gives none.
 pub const RING_CAPACITY_DEFAULT: usize = 4096;
 
@@ -85,6 +91,15 @@ pub struct ServeArgs {
     /// `rush replay` (format: docs/CAPTURE.md)
     #[arg(long, value_name = "FILE")]
     pub capture: Option<PathBuf>,
+    /// Where the journals live (created if missing; locked: one server per directory)
+    /// [default: rush-data in the working directory]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sync: a reply leaves only once what it depends on is on disk; interval:MS: replies
+    /// at once, the journal synced every MS (a crash loses at most the last MS of work, the
+    /// state stays consistent); none: in memory only [default: sync]
+    #[arg(long, value_name = "sync|interval:MS|none")]
+    pub durability: Option<Durability>,
 }
 
 fn parse_backend(value: &str) -> Result<BackendChoice, String> {
@@ -154,6 +169,9 @@ pub struct Settings {
     pub runtime: RuntimeConfig,
     pub limits: ConnLimits,
     pub sale: SaleSource,
+    pub durability: Durability,
+    /// The data directory (unused with durability `none`).
+    pub data_dir: PathBuf,
 }
 
 /// The `--config` file as written. Every key is optional.
@@ -167,6 +185,8 @@ struct ConfigDoc {
     io: Option<String>,
     pin: Option<bool>,
     sale: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    durability: Option<String>,
     ring_capacity: Option<usize>,
     sku_max: Option<u32>,
     account_max: Option<u32>,
@@ -198,6 +218,8 @@ pub struct ConfigFile {
     pin: Option<bool>,
     /// Relative paths are taken from the config file's directory.
     sale: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    durability: Option<Durability>,
     ring_capacity: usize,
     engine: Config,
     limits: ConnLimits,
@@ -253,6 +275,10 @@ impl ConfigFile {
             Some(text) => Some(parse_backend(text).map_err(|e| key("io", e))?),
             None => None,
         };
+        let durability = match &doc.durability {
+            Some(text) => Some(text.parse::<Durability>().map_err(|e| key("durability", e))?),
+            None => None,
+        };
         let ring_capacity = doc.ring_capacity.unwrap_or(RING_CAPACITY_DEFAULT);
         if !(2..=RING_CAPACITY_MAX).contains(&ring_capacity) {
             return Err(key("ring_capacity", format!("{ring_capacity} is not 2..=1048576")));
@@ -289,6 +315,11 @@ impl ConfigFile {
         };
         limits.validate().map_err(|error| key(error.field, error.to_string()))?;
 
+        let relative = |file: PathBuf| match path.parent() {
+            Some(directory) if file.is_relative() => directory.join(file),
+            _ => file,
+        };
+        let data_dir = doc.data_dir.clone().map(relative);
         let sale = doc.sale.map(|sale| match path.parent() {
             Some(directory) if sale.is_relative() => directory.join(sale),
             _ => sale,
@@ -302,6 +333,8 @@ impl ConfigFile {
             io,
             pin: doc.pin,
             sale,
+            data_dir,
+            durability,
             ring_capacity,
             engine,
             limits,
@@ -414,6 +447,15 @@ impl Settings {
             runtime,
             limits: file.map_or_else(ConnLimits::default, |file| file.limits),
             sale,
+            durability: args
+                .durability
+                .or(file.and_then(|file| file.durability))
+                .unwrap_or(Durability::Sync),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.and_then(|file| file.data_dir.clone()))
+                .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
         })
     }
 }

@@ -42,6 +42,8 @@ fn start_server() -> Server {
         backend: BackendChoice::Auto,
         prewarm: Vec::new(),
         capture: None,
+        durability: rush_runtime::journal::Durability::None,
+        data_dir: None,
     })
     .expect("server starts")
 }

@@ -13,7 +13,7 @@ use crate::published::Board;
 use crate::shard::{Mesh, Port, RuntimeConfig, ShardCore};
 use crate::shard_loop::{run_shard, Driver};
 use crate::stop::StopState;
-use crate::storage::{SyncWrite, SyncWriter, Synced};
+use crate::storage::{DurableWrites, InlineWrites, SyncWrite, SyncWriter, Synced};
 use crate::waker::{Doorbell, Notify, ThreadNotify};
 use rush_engine::Engine;
 
@@ -94,7 +94,9 @@ impl Driver for PortDriver {
         // the rings is delivered by `quiesce`.
         true
     }
+}
 
+impl DurableWrites for PortDriver {
     fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
         if self.writer.is_none() {
             let name = format!("rush-sync-{}", self.shard);
@@ -182,18 +184,26 @@ pub fn quiesce(mut shards: Vec<ShardCore>) -> Vec<Engine> {
     let mut clock = crate::clock::ShardClock::starting_at(
         shards.iter().map(|shard| shard.engine().now_ms()).max().unwrap_or(0),
     );
+    // What these last passes apply is journaled like any other input, written inline.
+    for shard in shards.iter_mut() {
+        shard.request_journal_flush();
+    }
+    let mut storage: Vec<InlineWrites> = shards.iter().map(|_| InlineWrites::default()).collect();
     loop {
         let mut moved = 0;
         let now_ms = clock.now_ms();
-        for shard in shards.iter_mut() {
+        for (shard, storage) in shards.iter_mut().zip(storage.iter_mut()) {
             moved += shard.poll_peers(now_ms);
             moved += shard.finish_pass(now_ms);
+            moved += shard.journal_pass(storage, now_ms);
             shard.drain_local().for_each(drop);
         }
         // Peer backlogs live in the sender, ring contents in the receiver: a pass of every
         // shard moves both.
-        if moved == 0 && shards.iter().all(|shard| !shard.has_backlog() && !shard.has_peer_input())
-        {
+        let idle = shards.iter().all(|shard| {
+            !shard.has_backlog() && !shard.has_peer_input() && shard.journal_settled()
+        });
+        if moved == 0 && idle {
             break;
         }
     }

@@ -12,6 +12,7 @@
 
 pub mod clock;
 pub mod cluster;
+pub mod journal;
 pub mod published;
 pub mod ring;
 pub mod shard;
@@ -29,5 +30,5 @@ pub use shard::{
 };
 pub use shard_loop::{run_shard, Driver, LoopCounters, LoopOptions};
 pub use stop::StopState;
-pub use storage::{SyncWrite, SyncWriter, Synced};
+pub use storage::{DurableWrites, InlineWrites, SyncFailure, SyncWrite, SyncWriter, Synced};
 pub use waker::{Doorbell, Notify, ThreadNotify};

@@ -144,6 +144,15 @@ struct CounterRow {
     reservations_retired: AtomicU64,
 }
 
+/// One shard's journal progress: every entry up to `durable` is on its disk, up to
+/// `stable` also every cause of them on the other shards (see `journal::stability`).
+#[derive(Debug, Default)]
+#[repr(align(128))] // each row on its own cache lines: one writer per row
+struct JournalRow {
+    durable: AtomicU64,
+    stable: AtomicU64,
+}
+
 /// Published levels of every shard; see the module documentation.
 #[derive(Debug)]
 pub struct Board {
@@ -155,6 +164,8 @@ pub struct Board {
     cells: Box<[Cell]>,
     /// One row per shard.
     counters: Box<[CounterRow]>,
+    /// One row per shard.
+    journal: Box<[JournalRow]>,
 }
 
 impl Board {
@@ -170,6 +181,7 @@ impl Board {
             columns_used: AtomicU32::new(0),
             cells,
             counters: (0..shard_count).map(|_| CounterRow::default()).collect(),
+            journal: (0..shard_count).map(|_| JournalRow::default()).collect(),
         }
     }
 
@@ -186,6 +198,25 @@ impl Board {
         row.reclaim_rounds.store(counters.reclaim_rounds, Ordering::Relaxed);
         row.keys_evicted.store(counters.keys_evicted, Ordering::Relaxed);
         row.reservations_retired.store(counters.reservations_retired, Ordering::Relaxed);
+    }
+
+    /// Publishes `shard`'s journal progress. Called only by `shard`'s own thread. Relaxed:
+    /// each number is self-contained (a reader acts on the number alone; the disk writes it
+    /// stands for were completed before it was stored).
+    pub fn publish_journal(&self, shard: u32, durable: u64, stable: u64) {
+        let row = &self.journal[shard as usize];
+        row.durable.store(durable, Ordering::Relaxed);
+        row.stable.store(stable, Ordering::Relaxed);
+    }
+
+    /// The last entry of `shard` known stable (0: none yet).
+    pub fn stable_of(&self, shard: u32) -> u64 {
+        self.journal[shard as usize].stable.load(Ordering::Relaxed)
+    }
+
+    /// The last entry of `shard` known durable.
+    pub fn durable_of(&self, shard: u32) -> u64 {
+        self.journal[shard as usize].durable.load(Ordering::Relaxed)
     }
 
     /// Every shard's counters summed, read from any thread without asking the shards (each

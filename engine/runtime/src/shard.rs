@@ -21,8 +21,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::journal::codec::{changes_state, Input};
+use crate::journal::{
+    JournalFault, JournalWrite, JournalWriter, SegmentFiles, SegmentPosition, Stability,
+};
 use crate::published::Board;
 use crate::ring::{channel, Consumer, Producer};
+use crate::storage::{DurableWrites, SyncFailure, SyncWrite};
 use crate::waker::Doorbell;
 use rush_engine::quota::{route, Envelope, Placement, ADMIN_ACCOUNT};
 use rush_engine::table::FixedMap;
@@ -83,18 +88,14 @@ struct ReplyTo {
 /// Shard-to-shard traffic.
 #[derive(Clone, Copy, Debug)]
 enum Mail {
-    Quota(Envelope),
+    /// A quota message, with the sequence of the sender's journal entry whose application
+    /// produced it (0 without a journal): the receiver journals it, and recovery keeps the
+    /// receipt only if the sender kept that entry.
+    Quota { envelope: Envelope, cause: u64 },
     /// A client request that arrived on a shard other than the one that owns it.
-    Forward {
-        reply_to: ReplyTo,
-        request: Request,
-    },
+    Forward { reply_to: ReplyTo, request: Request },
     /// The reply to a forwarded request, back to the shard of its connection.
-    Reply {
-        connection: u64,
-        tag: u64,
-        reply: Reply,
-    },
+    Reply { connection: u64, tag: u64, reply: Reply },
 }
 
 // Everything that travels through a ring is copied by value: keep each a bounded, known
@@ -238,11 +239,45 @@ pub struct ShardCore {
     doorbells: Vec<Arc<Doorbell>>,
     woken_peers: Vec<bool>,
     board: Arc<Board>,
+    /// Quota messages sent to and received from each shard (link sequence numbers).
+    sent: Vec<u64>,
+    received: Vec<u64>,
+    /// The journal, when the server is durable.
+    journal: Option<ShardJournal>,
     // Scratch buffers reused every pass, so the loop never allocates once warm.
     mail_scratch: Vec<Mail>,
     submission_scratch: Vec<Submission>,
     envelope_scratch: Vec<Envelope>,
     event_scratch: Vec<Event>,
+}
+
+/// A shard's journal while it runs.
+#[derive(Debug)]
+struct ShardJournal {
+    writer: JournalWriter,
+    files: SegmentFiles,
+    stability: Stability,
+    /// Sync mode: a reply leaves only when the entry it depends on is stable.
+    gating: bool,
+    /// Replies waiting for their entry to be stable: (entry, address, reply, whether the
+    /// request changed state), in entry order.
+    held: VecDeque<(u64, ReplyTo, Reply, bool)>,
+    /// The write in flight: its last entry and its position (its bytes are in the driver).
+    in_flight: Option<(u64, SegmentPosition)>,
+    /// The last fault reported in the log (each new fault is reported once).
+    fault_reported: Option<JournalFault>,
+}
+
+/// What a recovered shard starts from (see `journal::recovery`).
+#[derive(Debug)]
+pub struct JournalStart {
+    pub writer: JournalWriter,
+    pub files: SegmentFiles,
+    /// Entries up to this one are on disk (and stable: recovery kept only a consistent cut).
+    pub stable: u64,
+    /// Quota messages the recovered state sent to, and received from, each shard.
+    pub sent: Vec<u64>,
+    pub received: Vec<u64>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -332,6 +367,9 @@ impl Mesh {
                 doorbells: doorbells.clone(),
                 woken_peers: vec![false; n],
                 board: Arc::clone(&board),
+                sent: vec![0; n],
+                received: vec![0; n],
+                journal: None,
                 mail_scratch: Vec::with_capacity(BATCH_MAX),
                 submission_scratch: Vec::with_capacity(BATCH_MAX),
                 envelope_scratch: Vec::with_capacity(BATCH_MAX),
@@ -353,6 +391,57 @@ impl ShardCore {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Starts journaling (durable server): `start` comes from recovery, and `engine` is the
+    /// recovered engine (before any input of this run). Called before the shard runs.
+    pub fn install_journal(&mut self, engine: Engine, start: JournalStart) {
+        assert!(self.journal.is_none(), "one journal per shard");
+        assert_eq!(engine.placement(), self.engine.placement());
+        assert_eq!(start.sent.len(), self.sent.len());
+        self.engine = engine;
+        self.sent = start.sent;
+        self.received = start.received;
+        let gating = start.writer.durability() == crate::journal::Durability::Sync;
+        let shard_count = self.shard_count();
+        self.board.publish_journal(self.shard, start.stable, start.stable);
+        self.journal = Some(ShardJournal {
+            writer: start.writer,
+            files: start.files,
+            stability: Stability::new(self.shard, shard_count, start.stable),
+            gating,
+            held: VecDeque::new(),
+            in_flight: None,
+            fault_reported: None,
+        });
+    }
+
+    /// Journals and applies a server start: every slot's generation jumps (so no id a lost
+    /// journal tail handed out is handed out again). Returns false when the id space is
+    /// spent.
+    pub fn begin_run(&mut self, now_ms: u64, jump: u32) -> bool {
+        self.ensure_clock(now_ms);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.writer.append(now_ms, &Input::Start { jump });
+        }
+        self.engine.jump_generations(jump)
+    }
+
+    /// Queues a message recovery found sent but not received, as if just sent.
+    pub fn redeliver(&mut self, envelope: Envelope, cause: u64) {
+        assert_eq!(envelope.from, self.shard);
+        self.sent[envelope.to as usize] += 1;
+        self.send_peer(envelope.to, Mail::Quota { envelope, cause });
+    }
+
+    /// The journal's counters, fault and durable point, if the server is durable.
+    pub fn journal_status(
+        &self,
+    ) -> Option<(crate::journal::JournalCounters, Option<JournalFault>, u64)> {
+        self.journal.as_ref().map(|journal| {
+            let writer = &journal.writer;
+            (writer.counters(), writer.fault(), writer.durable_sequence())
+        })
     }
 
     pub fn into_engine(self) -> Engine {
@@ -394,7 +483,7 @@ impl ShardCore {
             work += self.peers_in[peer].pop_batch(&mut mail, BATCH_MAX);
             for item in mail.drain(..) {
                 match item {
-                    Mail::Quota(envelope) => self.engine.handle(now_ms, &envelope),
+                    Mail::Quota { envelope, cause } => self.receive_quota(now_ms, envelope, cause),
                     Mail::Forward { reply_to, request } => self.apply(now_ms, reply_to, &request),
                     Mail::Reply { connection, tag, reply } => {
                         debug_assert_ne!(
@@ -456,8 +545,20 @@ impl ShardCore {
     /// End of a pass: timers, the engine's output onto the rings, backlogs retried, and
     /// sleeping peers woken (once each). Returns how many backlogged items moved.
     pub fn finish_pass(&mut self, now_ms: u64) -> usize {
-        self.engine.tick(now_ms);
+        match &self.journal {
+            // With a journal the clock moves only by journaled ticks, so only when a timer
+            // is due (an idle shard journals nothing).
+            Some(_) => {
+                if self.engine.next_timer_ms().is_some_and(|next_ms| next_ms <= now_ms) {
+                    self.ensure_clock(now_ms);
+                }
+            }
+            None => self.engine.tick(now_ms),
+        }
         self.flush_engine();
+        if let Some(journal) = self.journal.as_mut() {
+            journal.writer.seal();
+        }
         let moved = self.retry_backlogs();
         for peer in 0..self.woken_peers.len() {
             if std::mem::take(&mut self.woken_peers[peer]) {
@@ -479,6 +580,7 @@ impl ShardCore {
     }
 
     fn apply(&mut self, now_ms: u64, reply_to: ReplyTo, request: &Request) {
+        let writes = changes_state(request);
         let reply = match request {
             Request::QuerySku { sku } if self.shard_count() > 1 => {
                 self.board.query_sku(&self.engine, *sku)
@@ -488,7 +590,17 @@ impl ShardCore {
             Request::Reserve(_) | Request::AdjustStock { .. } if self.parked.is_full() => {
                 Reply::code(ResultCode::Overloaded)
             }
-            _ => self.engine.execute(now_ms, request),
+            // The journal cannot take it: refused before it changes anything.
+            _ if writes && self.journal_faulted() => Reply::code(ResultCode::Unavailable),
+            _ => {
+                self.ensure_clock(now_ms);
+                if writes {
+                    if let Some(journal) = self.journal.as_mut() {
+                        journal.writer.append(now_ms, &Input::Request(*request));
+                    }
+                }
+                self.engine.execute(now_ms, request)
+            }
         };
         if reply.result == ResultCode::Waiting {
             let key = match *request {
@@ -503,10 +615,62 @@ impl ShardCore {
                 return;
             }
         }
-        self.deliver(reply_to, reply);
+        self.deliver(reply_to, reply, writes);
     }
 
-    fn deliver(&mut self, reply_to: ReplyTo, reply: Reply) {
+    /// The engine's clock moves to `now_ms` (timers due by then fire), journaled as a tick,
+    /// before any input applied at `now_ms`: replay then reaches the same clock readings,
+    /// and the engine never advances its clock on an input the journal does not hold.
+    fn ensure_clock(&mut self, now_ms: u64) {
+        if now_ms <= self.engine.now_ms() {
+            return;
+        }
+        if let Some(journal) = self.journal.as_mut() {
+            journal.writer.append(now_ms, &Input::Tick);
+        }
+        self.engine.tick(now_ms);
+    }
+
+    fn receive_quota(&mut self, now_ms: u64, envelope: Envelope, cause: u64) {
+        let from = envelope.from;
+        self.received[from as usize] += 1;
+        self.ensure_clock(now_ms);
+        if let Some(journal) = self.journal.as_mut() {
+            let link_sequence = self.received[from as usize];
+            let input = Input::Message { envelope, link_sequence, cause_sequence: cause };
+            journal.writer.append(now_ms, &input);
+            let entry = journal.writer.applied_sequence();
+            journal.stability.note_receipt(from, entry, cause);
+        }
+        self.engine.handle(now_ms, &envelope);
+    }
+
+    fn journal_faulted(&self) -> bool {
+        self.journal.as_ref().is_some_and(|journal| journal.writer.fault().is_some())
+    }
+
+    /// A reply for `reply_to`; in sync mode held until the entry it depends on (the last
+    /// one applied) is stable. `writes`: the request changed state (during a journal fault
+    /// its outcome is unknown; a read is answered at once).
+    fn deliver(&mut self, reply_to: ReplyTo, reply: Reply, writes: bool) {
+        if let Some(journal) = self.journal.as_mut() {
+            if journal.gating {
+                let entry = journal.writer.applied_sequence();
+                if journal.writer.fault().is_some() {
+                    let reply = if writes { Reply::code(ResultCode::Unavailable) } else { reply };
+                    self.send_reply(reply_to, reply);
+                } else if entry > journal.stability.stable() || !journal.held.is_empty() {
+                    journal.held.push_back((entry, reply_to, reply, writes));
+                } else {
+                    self.send_reply(reply_to, reply);
+                }
+                return;
+            }
+        }
+        self.send_reply(reply_to, reply);
+    }
+
+    fn send_reply(&mut self, reply_to: ReplyTo, reply: Reply) {
         match reply_to.client {
             Client::Port(port) => self.send_port(port, Completion { tag: reply_to.tag, reply }),
             Client::Connection { shard, connection } if shard == self.shard => {
@@ -522,15 +686,17 @@ impl ShardCore {
     fn flush_engine(&mut self) {
         let mut envelopes = std::mem::take(&mut self.envelope_scratch);
         envelopes.extend(self.engine.drain_messages());
+        let cause = self.journal.as_ref().map_or(0, |journal| journal.writer.applied_sequence());
         for envelope in envelopes.drain(..) {
-            self.send_peer(envelope.to, Mail::Quota(envelope));
+            self.sent[envelope.to as usize] += 1;
+            self.send_peer(envelope.to, Mail::Quota { envelope, cause });
         }
         self.envelope_scratch = envelopes;
         let mut events = std::mem::take(&mut self.event_scratch);
         events.extend(self.engine.drain_events());
         for event in events.drain(..) {
             if let Some(reply_to) = self.parked.remove(&(event.account, event.key)) {
-                self.deliver(reply_to, event.reply);
+                self.deliver(reply_to, event.reply, true);
             }
         }
         self.event_scratch = events;
@@ -581,6 +747,134 @@ impl ShardCore {
             }
         }
         moved
+    }
+
+    /// The journal's part of a pass: completed writes make entries durable, stability is
+    /// recomputed and published, replies whose entry is now stable leave, and the next
+    /// write (everything sealed since the last one: group commit) is submitted through
+    /// `storage`. Returns the work done. Nothing without a journal.
+    pub fn journal_pass(&mut self, storage: &mut dyn DurableWrites, now_ms: u64) -> usize {
+        let Some(mut journal) = self.journal.take() else { return 0 };
+        let mut work = 0;
+        while let Some(synced) = storage.take_synced() {
+            let (last_sequence, position) = journal.in_flight.take().expect("a write in flight");
+            assert_eq!(synced.token, last_sequence, "the completion of the write in flight");
+            let write = JournalWrite { position, bytes: synced.bytes, last_sequence };
+            let result = synced.result.map_err(|failure| match failure {
+                SyncFailure::Write(error) => JournalFault::Write(error.kind()),
+                SyncFailure::Sync(error) => JournalFault::Sync(error.kind()),
+            });
+            journal.writer.on_written(write, result);
+            work += 1;
+        }
+        let fault = journal.writer.fault();
+        if fault.is_some() && fault != journal.fault_reported {
+            eprintln!(
+                "rush: shard {}: journal {fault:?} at entry {}: state-changing requests are \
+                 answered UNAVAILABLE until it recovers (a failed write is retried every \
+                 second; a failed fdatasync needs a restart)",
+                self.shard,
+                journal.writer.durable_sequence() + 1,
+            );
+        }
+        if fault.is_none() && journal.fault_reported.is_some() {
+            eprintln!("rush: shard {}: journal writes succeed again", self.shard);
+        }
+        journal.fault_reported = fault;
+        // Stability, published for the peers, which may hold replies waiting on it.
+        let before = journal.stability.stable();
+        let durable = journal.writer.durable_sequence();
+        let board = Arc::clone(&self.board);
+        let stable = journal.stability.update(durable, |peer| board.stable_of(peer));
+        board.publish_journal(self.shard, durable, stable);
+        if stable > before {
+            for peer in 0..self.doorbells.len() as u32 {
+                if peer != self.shard {
+                    self.doorbells[peer as usize].wake();
+                }
+            }
+        }
+        // Replies whose entry is stable leave; during a fault, every held one leaves (a
+        // state change with its outcome unknown: UNAVAILABLE).
+        let mut released = Vec::new();
+        while let Some(&(entry, reply_to, reply, writes)) = journal.held.front() {
+            if entry <= stable {
+                released.push((reply_to, reply));
+            } else if fault.is_some() {
+                let reply = if writes { Reply::code(ResultCode::Unavailable) } else { reply };
+                released.push((reply_to, reply));
+            } else {
+                break;
+            }
+            journal.held.pop_front();
+        }
+        // The next write.
+        if journal.in_flight.is_none() {
+            if let Some(write) = journal.writer.take_write(now_ms) {
+                let (last_sequence, position) = (write.last_sequence, write.position);
+                match journal.files.file_for(position) {
+                    Ok(file) => {
+                        let sync_write = SyncWrite {
+                            file,
+                            offset: position.offset,
+                            bytes: write.bytes,
+                            token: last_sequence,
+                        };
+                        // One journal write is in flight at a time, within every driver's
+                        // bound of SYNC_WRITES_IN_FLIGHT_MAX.
+                        let submitted = storage.write_and_sync(sync_write);
+                        assert!(submitted.is_ok(), "a driver refused the one journal write");
+                        journal.in_flight = Some((last_sequence, position));
+                    }
+                    Err(error) => {
+                        // Could not create the next segment (disk full, permissions): a
+                        // failed write, retried like one.
+                        eprintln!(
+                            "rush: shard {}: cannot open a journal segment: {error}",
+                            self.shard
+                        );
+                        let kind = match &error {
+                            crate::journal::DataDirError::Io { error, .. } => error.kind(),
+                            _ => std::io::ErrorKind::Other,
+                        };
+                        journal.writer.on_written(write, Err(JournalFault::Write(kind)));
+                    }
+                }
+                work += 1;
+            }
+        }
+        self.journal = Some(journal);
+        for (reply_to, reply) in released {
+            self.send_reply(reply_to, reply);
+            work += 1;
+        }
+        work
+    }
+
+    /// Makes the journal write what is pending at once from now on (a stopping shard).
+    pub fn request_journal_flush(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.writer.request_flush();
+        }
+    }
+
+    /// True when the journal has nothing left to do: everything applied is durable and
+    /// every held reply left (a stopping shard waits for it). Always true without one.
+    pub fn journal_settled(&self) -> bool {
+        self.journal.as_ref().is_none_or(|journal| {
+            journal.writer.idle() && journal.held.is_empty() && journal.in_flight.is_none()
+        })
+    }
+
+    /// When this shard must run next even if nothing arrives: its next engine timer, or its
+    /// journal's next interval write or retry.
+    pub fn next_wake_ms(&self) -> Option<u64> {
+        let timer = self.engine.next_timer_ms();
+        let journal = self.journal.as_ref().and_then(|journal| journal.writer.next_write_ms());
+        match (timer, journal) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether anything is still queued for a peer (rings are drained by the receivers).

@@ -7,12 +7,14 @@
 //! 2. apply what the peers sent over the mesh ([`ShardCore::poll_peers`]);
 //! 3. take in what the driver has (client input, while the core accepts it:
 //!    [`Driver::receive`]);
-//! 4. tick the engine's timers, move its output onto the rings, publish the board
-//!    ([`ShardCore::finish_pass`]);
-//! 5. hand the replies to the driver ([`Driver::send`]);
-//! 6. on a stop request: stop taking new clients ([`Driver::begin_stop`]) and leave once every
+//! 4. tick the engine's timers, move its output onto the rings, publish the board, seal the
+//!    pass's journal entry ([`ShardCore::finish_pass`]);
+//! 5. the journal: completed writes, replies whose entry is now stable, the next group
+//!    commit submitted through the driver ([`ShardCore::journal_pass`]);
+//! 6. hand the replies to the driver ([`Driver::send`]);
+//! 7. on a stop request: stop taking new clients ([`Driver::begin_stop`]) and leave once every
 //!    shard's clients are done ([`StopState`]);
-//! 7. if the pass did anything, submit what it queued ([`Driver::submit`]) and go again;
+//! 8. if the pass did anything, submit what it queued ([`Driver::submit`]) and go again;
 //!    otherwise spin for `idle_spin` watching for input, then sleep on the doorbell in the
 //!    driver's [`Driver::park`] until a peer rings, the kernel has something, or the next
 //!    engine timer is due (at most `idle_park_max`).
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::clock::ShardClock;
 use crate::shard::ShardCore;
 use crate::stop::StopState;
-use crate::storage::{SyncWrite, Synced};
+use crate::storage::DurableWrites;
 use crate::waker::Notify;
 
 /// A sleeping shard with output waiting for room in a peer's ring wakes this often to retry
@@ -42,7 +44,7 @@ pub const YIELD_HANDED_OVER: Duration = Duration::from_micros(2);
 
 /// What the shard loop needs from an I/O layer. Implemented by the io_uring and epoll
 /// network backends (`rush-net`) and by the port driver of the in-process runtime.
-pub trait Driver {
+pub trait Driver: DurableWrites {
     /// Takes in, without blocking, what arrived since the last call: client input is handed
     /// to `core` (only while [`ShardCore::accepts_clients`]), completions are recorded.
     /// Returns the work done (0 when nothing arrived).
@@ -80,15 +82,6 @@ pub trait Driver {
 
     /// After [`Driver::begin_stop`]: true once every client is done (answered and closed).
     fn clients_done(&self) -> bool;
-
-    /// Queues a durable write (`pwrite` of the bytes, then `fdatasync`); its completion
-    /// comes back from [`Driver::take_synced`] in a later pass. At most
-    /// [`crate::storage::SYNC_WRITES_IN_FLIGHT_MAX`] in flight; beyond it the write is given
-    /// back.
-    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite>;
-
-    /// The next completed durable write, if any.
-    fn take_synced(&mut self) -> Option<Synced>;
 }
 
 /// How a shard loop idles.
@@ -140,13 +133,18 @@ pub fn run_shard<D: Driver>(
         let mut work = core.poll_peers(now_ms);
         work += driver.receive(core, now_ms)?;
         work += core.finish_pass(now_ms);
+        work += core.journal_pass(driver, now_ms);
         work += driver.send(core)?;
         if stop.requested() {
             let since = *stopping_since.get_or_insert_with(|| {
                 driver.begin_stop();
+                core.request_journal_flush();
                 Instant::now()
             });
-            if stop.may_leave(driver.clients_done(), &mut counted_out, since) {
+            // Leave only with every connection done and the journal settled: no write in
+            // flight (its buffer), nothing applied that is not durable, no reply held.
+            let done = driver.clients_done() && core.journal_settled();
+            if stop.may_leave(done, &mut counted_out, since) {
                 driver.submit()?;
                 break;
             }
@@ -190,7 +188,7 @@ fn park_timeout(core: &ShardCore, now_ms: u64, max: Duration) -> Duration {
     if core.has_backlog() {
         return BACKLOG_RETRY.min(max);
     }
-    match core.engine().next_timer_ms() {
+    match core.next_wake_ms() {
         // The timer's millisecond starts at `next_ms`: wake at its start (plus the part of
         // the current millisecond that has passed, which we cannot see: at most 1 ms late).
         Some(next_ms) => Duration::from_millis(next_ms.saturating_sub(now_ms).max(1)).min(max),

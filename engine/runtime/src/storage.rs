@@ -44,14 +44,70 @@ pub struct SyncWrite {
 pub struct Synced {
     pub token: u64,
     pub bytes: Vec<u8>,
-    pub result: io::Result<()>,
+    pub result: Result<(), SyncFailure>,
+}
+
+/// Which step of a durable write failed. The difference matters: a failed write left the
+/// data unwritten (retrying it is safe), a failed fdatasync may have dropped cached data that
+/// a later fdatasync would not report.
+#[derive(Debug)]
+pub enum SyncFailure {
+    Write(io::Error),
+    Sync(io::Error),
+}
+
+impl SyncFailure {
+    pub fn error(&self) -> &io::Error {
+        match self {
+            SyncFailure::Write(error) | SyncFailure::Sync(error) => error,
+        }
+    }
+}
+
+impl std::fmt::Display for SyncFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncFailure::Write(error) => write!(formatter, "write failed: {error}"),
+            SyncFailure::Sync(error) => write!(formatter, "fdatasync failed: {error}"),
+        }
+    }
+}
+
+/// Whoever performs a shard's durable writes: every [`crate::Driver`], and the synchronous
+/// [`InlineWrites`] used before the shard threads start.
+pub trait DurableWrites {
+    /// Queues a durable write; its completion comes back from `take_synced` later. At most
+    /// [`SYNC_WRITES_IN_FLIGHT_MAX`] in flight; beyond it the write is given back.
+    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite>;
+
+    /// The next completed durable write, if any.
+    fn take_synced(&mut self) -> Option<Synced>;
+}
+
+/// Durable writes done at once in the calling thread (pre-warm and recovery, before the
+/// shards run; shutdown's last pass).
+#[derive(Debug, Default)]
+pub struct InlineWrites {
+    done: std::collections::VecDeque<Synced>,
+}
+
+impl DurableWrites for InlineWrites {
+    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
+        let result = write_and_sync(&write);
+        self.done.push_back(Synced { token: write.token, bytes: write.bytes, result });
+        Ok(())
+    }
+
+    fn take_synced(&mut self) -> Option<Synced> {
+        self.done.pop_front()
+    }
 }
 
 /// Performs one durable write synchronously: what [`SyncWriter`]'s thread does, and what a
 /// test or a recovery tool may call directly.
-pub fn write_and_sync(write: &SyncWrite) -> io::Result<()> {
-    write.file.write_all_at(&write.bytes, write.offset)?;
-    write.file.sync_data()
+pub fn write_and_sync(write: &SyncWrite) -> Result<(), SyncFailure> {
+    write.file.write_all_at(&write.bytes, write.offset).map_err(SyncFailure::Write)?;
+    write.file.sync_data().map_err(SyncFailure::Sync)
 }
 
 /// One helper thread that performs a shard's durable writes in submission order.

@@ -148,6 +148,8 @@ type server struct {
 	exited chan struct{}
 	mu     sync.Mutex
 	log    []string
+	// dataDir is the server's own temporary data directory (removed when it exits).
+	dataDir string
 }
 
 // listeningLine is `rush: listening on ADDR (public), ADDR (admin), shards on A..=B (auto)`.
@@ -166,6 +168,17 @@ func startServer(backend string, shards int, extra ...string) (*server, error) {
 	if !strings.Contains(given, "--config") {
 		args = append(args, "--config", configFile)
 	}
+	// rush serve is durable by default (sync, journals in --data-dir): each test server gets
+	// a directory of its own, removed when it exits.
+	dataDir := ""
+	if !strings.Contains(given, "--data-dir") && !strings.Contains(given, "--durability none") {
+		dir, err := os.MkdirTemp("", "rush-go-data-")
+		if err != nil {
+			return nil, err
+		}
+		dataDir = dir
+		args = append(args, "--data-dir", dir)
+	}
 	args = append(args, extra...)
 	cmd := exec.Command(rushBin, args...)
 	cmd.Env = append(os.Environ(), "RUSH_IO=") // the flag decides, whatever the environment says
@@ -176,7 +189,7 @@ func startServer(backend string, shards int, extra ...string) (*server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", rushBin, err)
 	}
-	s := &server{backend: backend, shards: shards, cmd: cmd, exited: make(chan struct{})}
+	s := &server{backend: backend, shards: shards, cmd: cmd, exited: make(chan struct{}), dataDir: dataDir}
 	listening := make(chan []string, 1)
 	go func() {
 		scanner := bufio.NewScanner(stderr)
@@ -190,6 +203,9 @@ func startServer(backend string, shards int, extra ...string) (*server, error) {
 			}
 		}
 		_ = cmd.Wait()
+		if s.dataDir != "" {
+			_ = os.RemoveAll(s.dataDir)
+		}
 		close(s.exited)
 	}()
 	select {

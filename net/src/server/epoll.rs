@@ -17,7 +17,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rush_runtime::{
-    run_shard, Driver, Notify, ShardCore, StopState, SyncWrite, SyncWriter, Synced,
+    run_shard, Driver, DurableWrites, Notify, ShardCore, StopState, SyncWrite, SyncWriter, Synced,
 };
 
 use super::conn::{CloseReason, Connections};
@@ -163,7 +163,9 @@ impl Driver for EpollDriver {
     fn clients_done(&self) -> bool {
         self.connections.is_empty()
     }
+}
 
+impl DurableWrites for EpollDriver {
     fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
         if self.writer.is_none() {
             let name = format!("rush-sync-{}", self.shard);

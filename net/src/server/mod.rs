@@ -31,9 +31,10 @@ use std::time::Duration;
 
 use rush_engine::quota::route;
 use rush_engine::{ConfigError, Engine, Request, ResultCode};
+use rush_runtime::journal::{start_durable, DataDir, Durability, RecoveryReport, StartError};
 use rush_runtime::{
-    pin_plan, quiesce, unix_ms, Board, Doorbell, LoopCounters, LoopOptions, Mesh, RuntimeConfig,
-    ShardCore, StopState,
+    pin_plan, quiesce, unix_ms, Board, Doorbell, InlineWrites, LoopCounters, LoopOptions, Mesh,
+    RuntimeConfig, ShardCore, StopState,
 };
 
 pub use conn::{ConnLimits, NetCounters, BUFFER_BYTES_MAX, CONNECTION_LIMIT_MAX};
@@ -128,6 +129,10 @@ pub struct ServerConfig {
     /// Record every frame received to this file (`rush serve --capture`); see
     /// [`crate::capture`].
     pub capture: Option<PathBuf>,
+    /// How durable the server is; with `Durability::None` nothing is written to disk.
+    pub durability: Durability,
+    /// The data directory of a durable server (journals), locked while it runs.
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Why the server could not start or stopped badly.
@@ -146,6 +151,8 @@ pub enum ServerError {
         shard: u32,
         error: io::Error,
     },
+    /// The data directory could not be opened or recovered.
+    Durability(StartError),
 }
 
 impl fmt::Display for ServerError {
@@ -164,6 +171,7 @@ impl fmt::Display for ServerError {
             ServerError::Shard { shard, error } => {
                 write!(formatter, "shard {shard} failed: {error}")
             }
+            ServerError::Durability(error) => write!(formatter, "{error}"),
         }
     }
 }
@@ -229,6 +237,10 @@ pub struct Server {
     backend_reason: String,
     cores: Vec<Option<usize>>,
     capture: Option<CaptureWriter>,
+    /// The locked data directory of a durable server.
+    data_dir: Option<DataDir>,
+    recovery: Option<RecoveryReport>,
+    prewarmed: bool,
 }
 
 impl Server {
@@ -253,7 +265,32 @@ impl Server {
         };
         let Mesh { mut shards, doorbells, board, .. } = Mesh::build(&runtime)?;
         let shard_count = runtime.shard_count;
-        prewarm(&mut shards, &config.prewarm)?;
+        // Recovery runs before any listener exists: nothing is accepted until the state is
+        // back. The log says what was recovered.
+        let (data_dir, recovery) = match (config.durability, &config.data_dir) {
+            (Durability::None, _) => (None, None),
+            (_, None) => {
+                return Err(ServerError::Config("a durable server needs a data directory".into()))
+            }
+            (durability, Some(path)) => {
+                let now_ms = shards.iter().map(|shard| shard.engine().now_ms()).max().unwrap_or(0);
+                let now_ms = now_ms.max(unix_ms());
+                let (data_dir, report) = start_durable(&mut shards, path, durability, now_ms)
+                    .map_err(ServerError::Durability)?;
+                if !report.fresh {
+                    for line in report.lines() {
+                        eprintln!("rush: recovered {line}");
+                    }
+                }
+                (Some(data_dir), Some(report))
+            }
+        };
+        // The sale pre-warms a new data directory only: on a recovered one it would undo
+        // what happened since (a DEPOSIT's pre-warm key may have been forgotten by then).
+        let fresh = recovery.as_ref().is_none_or(|report| report.fresh);
+        if fresh {
+            prewarm(&mut shards, &config.prewarm)?;
+        }
 
         // Listeners: the public address on every shard (SO_REUSEPORT).
         let mut per_shard: Vec<Vec<Listener>> = (0..shard_count).map(|_| Vec::new()).collect();
@@ -349,6 +386,9 @@ impl Server {
             backend_reason,
             cores,
             capture,
+            data_dir,
+            recovery,
+            prewarmed: fresh,
         };
         for _ in 0..shard_count {
             match ready.recv() {
@@ -407,6 +447,21 @@ impl Server {
     /// Published levels (QUERY_SKU from any core reads them).
     pub fn board(&self) -> &Arc<Board> {
         &self.board
+    }
+
+    /// What a durable server recovered at start (`None`: not durable).
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    /// False when the pre-warm requests were skipped (a recovered data directory).
+    pub fn prewarmed(&self) -> bool {
+        self.prewarmed
+    }
+
+    /// The data directory of a durable server.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_ref().map(DataDir::path)
     }
 
     /// Asks every shard to stop: no new connections or requests; what is in flight is
@@ -491,24 +546,29 @@ impl StopHandle {
 /// Applies `requests` to the shards in this thread (before they get threads), each on the
 /// shard that owns it, delivering every message until the shards are quiescent.
 fn prewarm(shards: &mut [ShardCore], requests: &[Request]) -> Result<(), ServerError> {
-    let now_ms = unix_ms();
+    let now_ms =
+        shards.iter().map(|shard| shard.engine().now_ms()).max().unwrap_or(0).max(unix_ms());
     let shard_count = shards.len() as u32;
+    // A durable server journals the pre-warm like any input, written inline here.
+    let mut storage: Vec<InlineWrites> = shards.iter().map(|_| InlineWrites::default()).collect();
     for (index, request) in requests.iter().enumerate() {
         let owner = route(request, shard_count).unwrap_or(0) as usize;
         shards[owner].submit(now_ms, 0, index as u64, request);
         let mut reply = None;
         loop {
             let mut moved = 0;
-            for shard in shards.iter_mut() {
+            for (shard, storage) in shards.iter_mut().zip(storage.iter_mut()) {
                 moved += shard.poll_peers(now_ms);
                 moved += shard.finish_pass(now_ms);
+                moved += shard.journal_pass(storage, now_ms);
                 for completion in shard.drain_local() {
                     reply = Some(completion.reply);
                 }
             }
-            if moved == 0
-                && shards.iter().all(|shard| !shard.has_backlog() && !shard.has_peer_input())
-            {
+            let idle = shards.iter().all(|shard| {
+                !shard.has_backlog() && !shard.has_peer_input() && shard.journal_settled()
+            });
+            if moved == 0 && idle {
                 break;
             }
         }

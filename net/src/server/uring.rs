@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use rush_runtime::storage::SYNC_WRITES_IN_FLIGHT_MAX;
-use rush_runtime::{run_shard, Driver, Notify, ShardCore, StopState, SyncWrite, Synced};
+use rush_runtime::{
+    run_shard, Driver, DurableWrites, Notify, ShardCore, StopState, SyncFailure, SyncWrite, Synced,
+};
 
 use super::conn::{CloseReason, Connections};
 use super::{Listener, Ready, ShardIo, ShardReport};
@@ -328,7 +330,9 @@ impl Driver for UringDriver {
         // one is in flight.
         self.connections.is_empty() && self.durable.iter().all(Option::is_none)
     }
+}
 
+impl DurableWrites for UringDriver {
     fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
         let Some(slot) = self.durable.iter().position(Option::is_none) else {
             return Err(write);
@@ -508,15 +512,15 @@ impl UringDriver {
         let length = durable.write.bytes.len();
         let written = durable.write_result.expect("the linked WRITE completes first");
         let outcome = if written < 0 {
-            Err(io::Error::from_raw_os_error(-written))
+            Err(SyncFailure::Write(io::Error::from_raw_os_error(-written)))
         } else if written as usize != length {
             // A short write to a regular file means the device is full (no error code yet).
-            Err(io::Error::new(
-                io::ErrorKind::WriteZero,
+            Err(SyncFailure::Write(io::Error::new(
+                io::ErrorKind::StorageFull,
                 format!("short write: {written} of {length} bytes"),
-            ))
+            )))
         } else if result < 0 {
-            Err(io::Error::from_raw_os_error(-result))
+            Err(SyncFailure::Sync(io::Error::from_raw_os_error(-result)))
         } else {
             Ok(())
         };

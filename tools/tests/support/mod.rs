@@ -25,6 +25,19 @@ pub struct Served {
     child: Child,
     lines: Receiver<String>,
     pub log: Vec<String>,
+    /// The temporary data directory the harness gave it (removed on drop).
+    data_dir: Option<std::path::PathBuf>,
+}
+
+/// A new, empty, uniquely named directory under the system's temporary directory.
+pub fn fresh_data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name =
+        format!("rush-tools-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let path = std::env::temp_dir().join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    path
 }
 
 impl Drop for Served {
@@ -33,15 +46,27 @@ impl Drop for Served {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        if let Some(directory) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(directory);
+        }
     }
 }
 
 impl Served {
-    /// Spawns `rush serve ARGS` (with RUSH_IO unset), its stderr read line by line.
+    /// Spawns `rush serve ARGS` (with RUSH_IO unset), its stderr read line by line. Unless
+    /// ARGS name a data directory or durability, the server gets a fresh temporary data
+    /// directory of its own (`rush serve` is durable by default).
     pub fn start<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Served {
-        let mut child = Command::new(RUSH)
-            .arg("serve")
-            .args(args)
+        let args: Vec<std::ffi::OsString> =
+            args.into_iter().map(|arg| arg.as_ref().to_os_string()).collect();
+        let names_storage = args.iter().any(|arg| arg == "--data-dir" || arg == "--durability");
+        let data_dir = (!names_storage).then(fresh_data_dir);
+        let mut command = Command::new(RUSH);
+        command.arg("serve").args(&args);
+        if let Some(directory) = &data_dir {
+            command.arg("--data-dir").arg(directory);
+        }
+        let mut child = command
             .env_remove("RUSH_IO")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -58,7 +83,7 @@ impl Served {
                 }
             }
         });
-        Served { child, lines, log: Vec::new() }
+        Served { child, lines, log: Vec::new(), data_dir }
     }
 
     /// Waits for `rush: listening on ADDR (public)[, ADDR (admin)]...` and returns the public
