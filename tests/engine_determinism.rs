@@ -19,6 +19,7 @@ use rush_engine::{
     Config, Engine, Event, Reply, Request, Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_BUY,
     RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{engine_with, is_keyed};
 
 const COMMANDS: usize = 50_000;
 const SEEDS: [u64; 4] = [0x9E37_79B9_7F4A_7C15, 1, 0xDEAD_BEEF, 20_261_122];
@@ -249,15 +250,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Op)> {
                 continue;
             }
         };
-        if matches!(
-            request,
-            Request::Reserve(_)
-                | Request::Confirm { .. }
-                | Request::Cancel { .. }
-                | Request::AdjustStock { .. }
-                | Request::Deposit { .. }
-                | Request::Withdraw { .. }
-        ) {
+        if is_keyed(&request) {
             keyed.push(request);
         }
         ops.push((now, Op::Execute(request)));
@@ -277,7 +270,7 @@ struct Run {
 }
 
 fn run(ops: &[(u64, Op)]) -> Run {
-    let mut engine = Engine::new(config()).expect("the test config is valid");
+    let mut engine = engine_with(config());
     let mut replies = Vec::with_capacity(ops.len());
     let mut events = Vec::with_capacity(ops.len());
     let mut hashes = Vec::new();
@@ -316,7 +309,7 @@ struct BatchedRun {
 /// The same ops through `execute_batch`: each run of requests with the same `now_ms` (up to
 /// 16) is one batch.
 fn run_batched(ops: &[(u64, Op)]) -> BatchedRun {
-    let mut engine = Engine::new(config()).expect("the test config is valid");
+    let mut engine = engine_with(config());
     let mut replies = Vec::with_capacity(ops.len());
     let mut batch_events = Vec::new();
     let mut index = 0;
