@@ -5,6 +5,7 @@
 #![doc = include_str!("../../README.md")]
 
 pub mod engine;
+pub mod rng;
 
 pub mod server {
     //! Starting a real server on loopback for the network tests.
