@@ -14,7 +14,7 @@
 //!   answered SOLD_OUT;
 //! - **ample**: one hot SKU with more units than requests: every RESERVE makes a hold;
 //! - **zipf**: 100,000 SKUs of 100 units each, the SKU of each RESERVE drawn from a Zipf
-//!   distribution (s = 1.0, precomputed CDF, seeded xorshift; the hottest SKU gets 8 % of the
+//!   distribution (s = 1.0, precomputed CDF, `rush_suite::rng`; the hottest SKU gets 8 % of the
 //!   traffic): the head sells out, the long tail makes holds. `--quick` uses 10,000 SKUs,
 //!   because defining 100,000 takes seconds per runtime (see BENCHMARKS.md).
 //!
@@ -56,6 +56,7 @@ use hdrhistogram::Histogram;
 use rush_engine::quota::{coordinator_shard, route};
 use rush_engine::*;
 use rush_runtime::{Completion, Port, Runtime, RuntimeConfig, Submission};
+use rush_suite::rng::Rng;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -120,23 +121,6 @@ impl Workload {
     }
 }
 
-/// xorshift64*: a seeded, reproducible generator.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1), from the top 53 bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-}
-
 /// Zipf over ranks `1..=n` with exponent `s`: P(k) ∝ 1 / k^s. The CDF is computed once; a
 /// sample is a binary search of a uniform number in it.
 struct Zipf {
@@ -158,8 +142,8 @@ impl Zipf {
     }
 
     /// A rank in `1..=n`.
-    fn sample(&self, random: &mut XorShift) -> u32 {
-        let u = random.next_f64();
+    fn sample(&self, rng: &mut Rng) -> u32 {
+        let u = rng.next_f64();
         let index = self.cdf.partition_point(|&p| p <= u);
         index.min(self.cdf.len() - 1) as u32 + 1
     }
@@ -181,17 +165,14 @@ impl Plan {
         let skus = match workload {
             Workload::Zipf { skus } => {
                 let zipf = Zipf::new(skus, ZIPF_EXPONENT);
-                let mut random = XorShift(seed | 1);
+                let mut rng = Rng::new(seed);
                 let mut sku_of_rank: Vec<u32> = (1..=skus).collect();
                 (0..requests)
                     .map(|index| {
                         if index > 0 && index % block == 0 {
-                            for i in (1..sku_of_rank.len()).rev() {
-                                let j = (random.next_u64() % (i as u64 + 1)) as usize;
-                                sku_of_rank.swap(i, j);
-                            }
+                            rng.shuffle(&mut sku_of_rank);
                         }
-                        sku_of_rank[zipf.sample(&mut random) as usize - 1]
+                        sku_of_rank[zipf.sample(&mut rng) as usize - 1]
                     })
                     .collect()
             }

@@ -3,8 +3,12 @@
 //! Admin and Queries).
 
 use rush_engine::{
-    AccountView, Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView,
-    Reserve, ResultCode, SkuSpec, SkuView, Target, RESERVE_FLAG_PAY,
+    AccountView, Config, Engine, Reply, ReplyBody, Request, ReservationState, Reserve, ResultCode,
+    SkuSpec, SkuView, Target, RESERVE_FLAG_PAY,
+};
+use rush_suite::engine::{
+    account_view, adjust, bare, deposit, engine, engine_with, hold, in_state, query, reserve,
+    reserve_of, run, sku_view, spec, with, withdraw,
 };
 
 const SKU: u64 = 7;
@@ -20,53 +24,17 @@ const HOLD_DEFAULT: u64 = 60_000;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn engine() -> Engine {
-    Engine::new(Config::small()).expect("Config::small is valid")
-}
-
-/// Executes one request and checks every invariant afterwards.
-fn run(engine: &mut Engine, now: u64, request: Request) -> Reply {
-    let reply = engine.execute(now, &request);
-    engine.check_invariants().unwrap();
-    reply
-}
-
-fn spec(sku: u64, stock_total: u64, price: u64) -> SkuSpec {
-    SkuSpec { sku, stock_total, price, per_user_limit: 0, hold_ms: 0, start_ms: 0, end_ms: 0 }
-}
-
+/// PUT_SKU (the tests of this file look at its replies).
 fn put(engine: &mut Engine, now: u64, spec: SkuSpec) -> Reply {
     run(engine, now, Request::PutSku(spec))
 }
 
-fn adjust(engine: &mut Engine, now: u64, sku: u64, delta: i64, key: u64) -> Reply {
-    run(engine, now, Request::AdjustStock { sku, delta, key })
-}
-
-fn deposit(engine: &mut Engine, now: u64, account: u64, amount: u64, key: u64) -> Reply {
-    run(engine, now, Request::Deposit { account, amount, key })
-}
-
-fn withdraw(engine: &mut Engine, now: u64, account: u64, amount: u64, key: u64) -> Reply {
-    run(engine, now, Request::Withdraw { account, amount, key })
-}
-
 fn rsv(account: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku: SKU, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
-}
-
-fn hold(engine: &mut Engine, now: u64, request: Reserve) -> ReservationView {
-    let reply = run(engine, now, Request::Reserve(request));
-    assert_eq!(reply.result, ResultCode::Ok, "RESERVE {request:?}");
-    reply.reservation().expect("a reservation")
+    reserve_of(account, SKU, quantity, key)
 }
 
 fn query_sku(engine: &mut Engine, now: u64, sku: u64) -> Reply {
     run(engine, now, Request::QuerySku { sku })
-}
-
-fn sku_view(engine: &mut Engine, now: u64, sku: u64) -> SkuView {
-    sku_body(&query_sku(engine, now, sku))
 }
 
 fn sku_body(reply: &Reply) -> SkuView {
@@ -74,17 +42,6 @@ fn sku_body(reply: &Reply) -> SkuView {
         ReplyBody::Sku(view) => view,
         other => panic!("expected a SKU body: {other:?} in {reply:?}"),
     }
-}
-
-fn account_view(engine: &mut Engine, now: u64, account: u64) -> AccountView {
-    match run(engine, now, Request::QueryAccount { account }).body {
-        ReplyBody::Account(view) => view,
-        other => panic!("QUERY_ACCOUNT {account}: {other:?}"),
-    }
-}
-
-fn bare(code: ResultCode) -> Reply {
-    Reply { result: code, original: code, body: ReplyBody::None }
 }
 
 fn sku_reply(code: ResultCode, view: SkuView) -> Reply {
@@ -179,21 +136,14 @@ fn put_sku_update_replaces_price_hold_and_window_but_not_stock() {
     // The new price and hold apply to new reservations; the old one keeps its amount.
     let second = hold(&mut engine, T, Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, 1, 2) });
     assert_eq!((second.amount, second.deadline_ms), (25, T + 5_000));
-    let query = run(
-        &mut engine,
-        T,
-        Request::QueryReservation {
-            account: ALICE,
-            target: Target::Reservation(first.reservation),
-        },
-    );
+    let first_now = query(&mut engine, T, ALICE, Target::Reservation(first.reservation));
     assert_eq!(
-        query.reservation().map(|view| (view.amount, view.deadline_ms)),
+        first_now.reservation().map(|view| (view.amount, view.deadline_ms)),
         Some((20, T + HOLD_DEFAULT))
     );
     assert_eq!(account_view(&mut engine, T, ALICE), wallet(ALICE, 955, 45, 0, 1_000, 0));
     // The new window applies: closed at its end.
-    let ended = run(&mut engine, T + 10_000, Request::Reserve(rsv(BOB, 1, 1)));
+    let ended = reserve(&mut engine, T + 10_000, rsv(BOB, 1, 1));
     assert_eq!(ended, bare(ResultCode::Ended));
     // The update is not keyed: repeating it is harmless.
     let now = T + 10_000;
@@ -254,7 +204,7 @@ fn put_sku_bad_requests() {
 
 #[test]
 fn put_sku_beyond_sku_max_is_overloaded() {
-    let mut engine = Engine::new(Config { sku_max: 2, ..Config::small() }).unwrap();
+    let mut engine = engine_with(Config { sku_max: 2, ..Config::small() });
     assert_eq!(put(&mut engine, T, spec(1, 1, 1)).result, ResultCode::Ok);
     assert_eq!(put(&mut engine, T, spec(2, 1, 1)).result, ResultCode::Ok);
     let hash = engine.state_hash();
@@ -380,7 +330,7 @@ fn pause_and_resume() {
     assert_eq!(run(&mut engine, T, Request::Pause { sku: SKU }), sku_reply(ResultCode::Ok, paused));
     assert_eq!(run(&mut engine, T, Request::Pause { sku: SKU }), sku_reply(ResultCode::Ok, paused));
     assert_eq!(sku_view(&mut engine, T, SKU), paused);
-    assert_eq!(run(&mut engine, T, Request::Reserve(rsv(BOB, 1, 1))), bare(ResultCode::Paused));
+    assert_eq!(reserve(&mut engine, T, rsv(BOB, 1, 1)), bare(ResultCode::Paused));
     // Holds go on: confirm works while paused.
     let confirm =
         Request::Confirm { account: ALICE, target: Target::Reservation(held.reservation), key: 2 };
@@ -487,7 +437,7 @@ fn deposit_and_withdraw_bad_requests() {
 
 #[test]
 fn deposit_beyond_account_max_is_overloaded() {
-    let mut engine = Engine::new(Config { account_max: 2, ..Config::small() }).unwrap();
+    let mut engine = engine_with(Config { account_max: 2, ..Config::small() });
     put(&mut engine, T, spec(SKU, 10, 10));
     deposit(&mut engine, T, ALICE, 100, 1);
     deposit(&mut engine, T, BOB, 100, 1);
@@ -582,42 +532,39 @@ fn query_reservation_answers() {
     let mut engine = engine();
     put(&mut engine, T, spec(SKU, 10, 10));
     let view = hold(&mut engine, T, rsv(ALICE, 2, 1));
-    let query = |engine: &mut Engine, account, target| {
-        run(engine, T, Request::QueryReservation { account, target })
-    };
-    let ok = Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(view));
-    assert_eq!(query(&mut engine, ALICE, Target::Reservation(view.reservation)), ok);
-    assert_eq!(query(&mut engine, ALICE, Target::ReserveKey(1)), ok);
-    assert_eq!(query(&mut engine, 0, Target::ReserveKey(1)), bare(ResultCode::BadRequest));
-    assert_eq!(query(&mut engine, ALICE, Target::Reservation(0)), bare(ResultCode::BadRequest));
-    assert_eq!(query(&mut engine, ALICE, Target::ReserveKey(0)), bare(ResultCode::BadRequest));
+    let ok = with(ResultCode::Ok, view);
+    assert_eq!(query(&mut engine, T, ALICE, Target::Reservation(view.reservation)), ok);
+    assert_eq!(query(&mut engine, T, ALICE, Target::ReserveKey(1)), ok);
+    assert_eq!(query(&mut engine, T, 0, Target::ReserveKey(1)), bare(ResultCode::BadRequest));
+    assert_eq!(query(&mut engine, T, ALICE, Target::Reservation(0)), bare(ResultCode::BadRequest));
+    assert_eq!(query(&mut engine, T, ALICE, Target::ReserveKey(0)), bare(ResultCode::BadRequest));
     assert_eq!(
-        query(&mut engine, ALICE, Target::ReserveKey(2)),
+        query(&mut engine, T, ALICE, Target::ReserveKey(2)),
         bare(ResultCode::UnknownReservation)
     );
     assert_eq!(
-        query(&mut engine, BOB, Target::Reservation(view.reservation)),
+        query(&mut engine, T, BOB, Target::Reservation(view.reservation)),
         bare(ResultCode::UnknownReservation)
     );
     // A tombstoned key.
     let cancel = Request::Cancel { account: ALICE, target: Target::ReserveKey(5), key: 6 };
     assert_eq!(run(&mut engine, T, cancel), bare(ResultCode::Ok));
     assert_eq!(
-        query(&mut engine, ALICE, Target::ReserveKey(5)),
+        query(&mut engine, T, ALICE, Target::ReserveKey(5)),
         bare(ResultCode::AlreadyCancelled)
     );
     // A key of another operation names no reservation.
     assert_eq!(
-        query(&mut engine, ALICE, Target::ReserveKey(6)),
+        query(&mut engine, T, ALICE, Target::ReserveKey(6)),
         bare(ResultCode::UnknownReservation)
     );
     // Finished reservations stay queryable.
     let confirm = Request::Confirm { account: ALICE, target: Target::ReserveKey(1), key: 7 };
     assert_eq!(run(&mut engine, T, confirm).result, ResultCode::Ok);
-    let confirmed = ReservationView { state: ReservationState::Confirmed, ..view };
+    let confirmed = in_state(view, ReservationState::Confirmed);
     assert_eq!(
-        query(&mut engine, ALICE, Target::ReserveKey(1)),
-        Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(confirmed))
+        query(&mut engine, T, ALICE, Target::ReserveKey(1)),
+        with(ResultCode::Ok, confirmed)
     );
 }
 
@@ -633,16 +580,8 @@ fn queries_and_ping_change_nothing() {
     query_sku(&mut engine, T, 999);
     account_view(&mut engine, T, ALICE);
     account_view(&mut engine, T, BOB);
-    run(
-        &mut engine,
-        T,
-        Request::QueryReservation { account: ALICE, target: Target::Reservation(view.reservation) },
-    );
-    run(
-        &mut engine,
-        T,
-        Request::QueryReservation { account: ALICE, target: Target::ReserveKey(77) },
-    );
+    query(&mut engine, T, ALICE, Target::Reservation(view.reservation));
+    query(&mut engine, T, ALICE, Target::ReserveKey(77));
     assert_eq!(engine.state_hash(), hash);
     assert_eq!(engine.retained_keys(), 2);
 }

@@ -8,6 +8,9 @@ use rush_engine::{
     Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView, Reserve,
     ResultCode, SkuSpec, Target, NOW_MS_LIMIT, RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{
+    bare, deposit, engine_with, hold, put_sku, query, reserve, reserve_of, run, spec, tick,
+};
 
 const SKU: u64 = 7;
 const EMPTY_SKU: u64 = 8;
@@ -20,54 +23,8 @@ const T: u64 = 1_000_000;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn engine_with(config: Config) -> Engine {
-    Engine::new(config).expect("valid config")
-}
-
-/// Executes one request and checks every invariant afterwards.
-fn run(engine: &mut Engine, now: u64, request: Request) -> Reply {
-    let reply = engine.execute(now, &request);
-    engine.check_invariants().unwrap();
-    reply
-}
-
-fn tick(engine: &mut Engine, now: u64) {
-    engine.tick(now);
-    engine.check_invariants().unwrap();
-}
-
-fn spec(sku: u64, stock_total: u64) -> SkuSpec {
-    SkuSpec { sku, stock_total, price: 10, per_user_limit: 0, hold_ms: 0, start_ms: 0, end_ms: 0 }
-}
-
-fn put_sku(engine: &mut Engine, now: u64, spec: SkuSpec) {
-    assert_eq!(run(engine, now, Request::PutSku(spec)).result, ResultCode::Ok);
-}
-
 fn rsv(account: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku: SKU, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
-}
-
-fn reserve(engine: &mut Engine, now: u64, reserve: Reserve) -> Reply {
-    run(engine, now, Request::Reserve(reserve))
-}
-
-fn hold(engine: &mut Engine, now: u64, request: Reserve) -> ReservationView {
-    let reply = reserve(engine, now, request);
-    assert_eq!(reply.result, ResultCode::Ok, "RESERVE {request:?}");
-    reply.reservation().expect("a reservation")
-}
-
-fn deposit(engine: &mut Engine, now: u64, account: u64, amount: u64, key: u64) -> Reply {
-    run(engine, now, Request::Deposit { account, amount, key })
-}
-
-fn query(engine: &mut Engine, now: u64, account: u64, target: Target) -> Reply {
-    run(engine, now, Request::QueryReservation { account, target })
-}
-
-fn bare(code: ResultCode) -> Reply {
-    Reply { result: code, original: code, body: ReplyBody::None }
+    reserve_of(account, SKU, quantity, key)
 }
 
 fn slot_of(id: u64) -> u32 {
@@ -94,8 +51,8 @@ fn refused_field(config: Config) -> Option<&'static str> {
 fn reservation_slots_all_live_is_overloaded_and_finished_ones_are_retired_oldest_first() {
     let config = Config { reservation_max: 4, waitlist_max: 4, ..Config::small() };
     let mut engine = engine_with(config);
-    put_sku(&mut engine, T, spec(SKU, 100));
-    put_sku(&mut engine, T, spec(EMPTY_SKU, 0));
+    put_sku(&mut engine, T, spec(SKU, 100, 10));
+    put_sku(&mut engine, T, spec(EMPTY_SKU, 0, 10));
     let views: Vec<ReservationView> =
         (1..=4).map(|key| hold(&mut engine, T, rsv(ALICE, 1, key))).collect();
     assert_eq!(engine.live_reservations(), 4);
@@ -196,7 +153,7 @@ fn a_key_table_full_of_young_keys_is_overloaded_until_the_oldest_age_out() {
         ..Config::small()
     };
     let mut engine = engine_with(config);
-    put_sku(&mut engine, T, spec(SKU, 10));
+    put_sku(&mut engine, T, spec(SKU, 10, 10));
     assert_eq!(deposit(&mut engine, T, ALICE, 100, 1).result, ResultCode::Ok);
     let paid = Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, 1, 2) };
     hold(&mut engine, T + 100, paid);
@@ -273,7 +230,7 @@ fn a_key_table_full_of_young_keys_is_overloaded_until_the_oldest_age_out() {
 fn tombstones_occupy_the_key_table() {
     let config = Config { request_key_max: 3, ..Config::small() };
     let mut engine = engine_with(config);
-    put_sku(&mut engine, T, spec(SKU, 10));
+    put_sku(&mut engine, T, spec(SKU, 10, 10));
     let cancel_before = Request::Cancel { account: ALICE, target: Target::ReserveKey(50), key: 51 };
     assert_eq!(run(&mut engine, T, cancel_before), bare(ResultCode::Ok));
     assert_eq!(engine.retained_keys(), 2);
@@ -297,8 +254,8 @@ fn tombstones_occupy_the_key_table() {
 fn a_full_limit_counter_table_is_overloaded() {
     let config = Config { limit_entry_max: 2, ..Config::small() };
     let mut engine = engine_with(config);
-    put_sku(&mut engine, T, SkuSpec { per_user_limit: 5, ..spec(SKU, 100) });
-    put_sku(&mut engine, T, spec(EMPTY_SKU, 100)); // unlimited
+    put_sku(&mut engine, T, SkuSpec { per_user_limit: 5, ..spec(SKU, 100, 10) });
+    put_sku(&mut engine, T, spec(EMPTY_SKU, 100, 10)); // unlimited
     hold(&mut engine, T, rsv(ALICE, 1, 1));
     let bob = hold(&mut engine, T, rsv(BOB, 1, 1));
     let hash = engine.state_hash();
@@ -324,7 +281,7 @@ fn a_full_limit_counter_table_is_overloaded() {
 fn an_expired_hold_frees_its_limit_counter() {
     let config = Config { limit_entry_max: 1, ..Config::small() };
     let mut engine = engine_with(config);
-    put_sku(&mut engine, T, SkuSpec { per_user_limit: 5, ..spec(SKU, 100) });
+    put_sku(&mut engine, T, SkuSpec { per_user_limit: 5, ..spec(SKU, 100, 10) });
     hold(&mut engine, T, Reserve { hold_ms: 500, ..rsv(ALICE, 1, 1) });
     assert_eq!(reserve(&mut engine, T + 499, rsv(BOB, 1, 1)), bare(ResultCode::Overloaded));
     hold(&mut engine, T + 500, rsv(BOB, 1, 1));
@@ -436,8 +393,8 @@ fn cross_field_rules() {
 #[test]
 fn the_clock_never_goes_back() {
     let mut engine = engine_with(Config::small());
-    put_sku(&mut engine, T, SkuSpec { end_ms: T + 5_000, ..spec(SKU, 10) });
-    put_sku(&mut engine, T, spec(EMPTY_SKU, 1));
+    put_sku(&mut engine, T, SkuSpec { end_ms: T + 5_000, ..spec(SKU, 10, 10) });
+    put_sku(&mut engine, T, spec(EMPTY_SKU, 1, 10));
     assert_eq!(reserve(&mut engine, T + 6_000, rsv(ALICE, 1, 1)), bare(ResultCode::Ended));
     assert_eq!(engine.now_ms(), T + 6_000);
     // An earlier now_ms acts as the current clock: still ENDED.
@@ -478,7 +435,7 @@ fn the_clock_never_goes_back() {
 fn the_largest_clock_reading_below_the_limit_works() {
     assert_eq!(NOW_MS_LIMIT, 1 << 60);
     let mut engine = engine_with(Config::small());
-    put_sku(&mut engine, T, spec(SKU, 10));
+    put_sku(&mut engine, T, spec(SKU, 10, 10));
     let now = NOW_MS_LIMIT - 1;
     let view = hold(&mut engine, now, rsv(ALICE, 1, 1));
     assert_eq!(view.deadline_ms, now + 60_000);

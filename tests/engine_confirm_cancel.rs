@@ -4,8 +4,12 @@
 
 use rush_engine::ReservationIdParts;
 use rush_engine::{
-    AccountView, Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView,
-    Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_PAY,
+    AccountView, Engine, Reply, ReplyBody, ReservationState, Reserve, ResultCode, SkuSpec, Target,
+    RESERVE_FLAG_PAY,
+};
+use rush_suite::engine::{
+    account_view, bare, cancel, confirm, deposit, engine, fund, funds, hold, in_state, put_sku,
+    query, reserve, reserve_of, spec, stock, tick, with,
 };
 
 const SKU: u64 = 7;
@@ -20,96 +24,15 @@ const PRICE: u64 = 10;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn engine() -> Engine {
-    Engine::new(Config::small()).expect("Config::small is valid")
-}
-
-/// Executes one request and checks every invariant afterwards.
-fn run(engine: &mut Engine, now: u64, request: Request) -> Reply {
-    let reply = engine.execute(now, &request);
-    engine.check_invariants().unwrap();
-    reply
-}
-
 fn rsv(account: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku: SKU, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
-}
-
-fn reserve(engine: &mut Engine, now: u64, reserve: Reserve) -> Reply {
-    run(engine, now, Request::Reserve(reserve))
-}
-
-/// A successful RESERVE; returns its reservation.
-fn hold(engine: &mut Engine, now: u64, reserve_request: Reserve) -> ReservationView {
-    let reply = reserve(engine, now, reserve_request);
-    assert_eq!(reply.result, ResultCode::Ok, "RESERVE {reserve_request:?}");
-    reservation(&reply)
-}
-
-fn confirm(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Confirm { account, target, key })
-}
-
-fn cancel(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Cancel { account, target, key })
-}
-
-fn query(engine: &mut Engine, now: u64, account: u64, target: Target) -> Reply {
-    run(engine, now, Request::QueryReservation { account, target })
-}
-
-/// (total, available, reserved, sold) of the SKU.
-fn stock(engine: &mut Engine, now: u64) -> (u64, u64, u64, u64) {
-    match run(engine, now, Request::QuerySku { sku: SKU }).body {
-        ReplyBody::Sku(view) => (view.total, view.available, view.reserved, view.sold),
-        other => panic!("QUERY_SKU: {other:?}"),
-    }
-}
-
-fn wallet(engine: &mut Engine, now: u64, account: u64) -> AccountView {
-    match run(engine, now, Request::QueryAccount { account }).body {
-        ReplyBody::Account(view) => view,
-        other => panic!("QUERY_ACCOUNT {account}: {other:?}"),
-    }
-}
-
-/// (available, held, spent) of a wallet.
-fn funds(engine: &mut Engine, now: u64, account: u64) -> (u64, u64, u64) {
-    let view = wallet(engine, now, account);
-    (view.available, view.held, view.spent)
-}
-
-fn reservation(reply: &Reply) -> ReservationView {
-    reply.reservation().unwrap_or_else(|| panic!("no reservation in {reply:?}"))
-}
-
-fn bare(code: ResultCode) -> Reply {
-    Reply { result: code, original: code, body: ReplyBody::None }
-}
-
-fn with(code: ResultCode, view: ReservationView) -> Reply {
-    Reply::with_body(code, ReplyBody::Reservation(view))
-}
-
-fn in_state(view: ReservationView, state: ReservationState) -> ReservationView {
-    ReservationView { state, ..view }
+    reserve_of(account, SKU, quantity, key)
 }
 
 /// SKU with 10 units at price 10 and a per-user limit of 5; Alice has 100 in her wallet.
 fn setup() -> Engine {
     let mut engine = engine();
-    let spec = SkuSpec {
-        sku: SKU,
-        stock_total: 10,
-        price: PRICE,
-        per_user_limit: 5,
-        hold_ms: 0,
-        start_ms: 0,
-        end_ms: 0,
-    };
-    assert_eq!(run(&mut engine, T, Request::PutSku(spec)).result, ResultCode::Ok);
-    let deposit = Request::Deposit { account: ALICE, amount: 100, key: 1_000 };
-    assert_eq!(run(&mut engine, T, deposit).result, ResultCode::Ok);
+    put_sku(&mut engine, T, SkuSpec { per_user_limit: 5, ..spec(SKU, 10, PRICE) });
+    fund(&mut engine, T, ALICE, 100, 1_000);
     engine
 }
 
@@ -130,9 +53,9 @@ fn confirm_by_id_sells_the_units_and_spends_the_funds() {
     // The deadline stays the hold's expiry.
     assert_eq!(reply, with(ResultCode::Ok, in_state(view, ReservationState::Confirmed)));
     assert_eq!(view.deadline_ms, T + HOLD_DEFAULT);
-    assert_eq!(stock(&mut engine, T + 10), (10, 8, 0, 2));
+    assert_eq!(stock(&mut engine, T + 10, SKU), (10, 8, 0, 2));
     assert_eq!(
-        wallet(&mut engine, T + 10, ALICE),
+        account_view(&mut engine, T + 10, ALICE),
         AccountView {
             account: ALICE,
             available: 80,
@@ -145,9 +68,8 @@ fn confirm_by_id_sells_the_units_and_spends_the_funds() {
     assert_eq!(engine.live_reservations(), 0);
     assert_eq!(engine.retained_keys(), 3);
     // Nothing comes back when the old deadline passes.
-    engine.tick(T + HOLD_DEFAULT + 1);
-    engine.check_invariants().unwrap();
-    assert_eq!(stock(&mut engine, T + HOLD_DEFAULT + 1), (10, 8, 0, 2));
+    tick(&mut engine, T + HOLD_DEFAULT + 1);
+    assert_eq!(stock(&mut engine, T + HOLD_DEFAULT + 1, SKU), (10, 8, 0, 2));
     assert_eq!(funds(&mut engine, T + HOLD_DEFAULT + 1, ALICE), (80, 0, 20));
     // The sold units keep counting against the limit (5): 2 sold + 4 > 5.
     assert_eq!(
@@ -162,7 +84,7 @@ fn confirm_by_reserve_key() {
     let view = hold(&mut engine, T, paid(3, 1));
     let reply = confirm(&mut engine, T, ALICE, Target::ReserveKey(1), 2);
     assert_eq!(reply, with(ResultCode::Ok, in_state(view, ReservationState::Confirmed)));
-    assert_eq!(stock(&mut engine, T), (10, 7, 0, 3));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 7, 0, 3));
     assert_eq!(funds(&mut engine, T, ALICE), (70, 0, 30));
     let by_key = query(&mut engine, T, ALICE, Target::ReserveKey(1));
     assert_eq!(by_key, with(ResultCode::Ok, in_state(view, ReservationState::Confirmed)));
@@ -189,7 +111,7 @@ fn confirm_twice_with_different_keys_is_already_confirmed() {
     let other = hold(&mut engine, T, paid(1, 5));
     let reply = confirm(&mut engine, T, ALICE, Target::Reservation(other.reservation), 3);
     assert_eq!(reply.result, ResultCode::Ok);
-    assert_eq!(stock(&mut engine, T), (10, 8, 0, 2));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 8, 0, 2));
     assert_eq!(funds(&mut engine, T, ALICE), (80, 0, 20));
 }
 
@@ -239,7 +161,7 @@ fn confirm_after_expiry_is_expired() {
         cancel(&mut engine, T + 1_000, ALICE, target, 3),
         with(ResultCode::Expired, expired)
     );
-    assert_eq!(stock(&mut engine, T + 1_000), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T + 1_000, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, T + 1_000, ALICE), (100, 0, 0));
     assert_eq!(engine.retained_keys(), 2, "the deposit and the reserve");
 }
@@ -259,7 +181,7 @@ fn confirm_of_a_cancelled_hold_is_already_cancelled() {
         confirm(&mut engine, T, ALICE, Target::ReserveKey(1), 3),
         with(ResultCode::AlreadyCancelled, cancelled)
     );
-    assert_eq!(stock(&mut engine, T), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, T, ALICE), (100, 0, 0));
 }
 
@@ -271,13 +193,13 @@ fn confirm_of_a_cancelled_hold_is_already_cancelled() {
 fn cancel_by_id_returns_units_and_funds() {
     let mut engine = setup();
     let view = hold(&mut engine, T, paid(4, 1));
-    assert_eq!(stock(&mut engine, T), (10, 6, 4, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 6, 4, 0));
     assert_eq!(funds(&mut engine, T, ALICE), (60, 40, 0));
     let reply = cancel(&mut engine, T + 5, ALICE, Target::Reservation(view.reservation), 2);
     assert_eq!(reply, with(ResultCode::Ok, in_state(view, ReservationState::Cancelled)));
-    assert_eq!(stock(&mut engine, T + 5), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T + 5, SKU), (10, 10, 0, 0));
     assert_eq!(
-        wallet(&mut engine, T + 5, ALICE),
+        account_view(&mut engine, T + 5, ALICE),
         AccountView {
             account: ALICE,
             available: 100,
@@ -298,7 +220,7 @@ fn cancel_by_reserve_key() {
     let view = hold(&mut engine, T, paid(2, 1));
     let reply = cancel(&mut engine, T, ALICE, Target::ReserveKey(1), 2);
     assert_eq!(reply, with(ResultCode::Ok, in_state(view, ReservationState::Cancelled)));
-    assert_eq!(stock(&mut engine, T), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, T, ALICE), (100, 0, 0));
     // The RESERVE's replay shows the reservation cancelled, original OK.
     assert_eq!(
@@ -336,7 +258,7 @@ fn cancel_twice_is_already_cancelled_and_the_same_key_is_duplicate() {
         }
     );
     assert_eq!(engine.state_hash(), hash);
-    assert_eq!(stock(&mut engine, T), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, T, ALICE), (100, 0, 0));
 }
 
@@ -355,7 +277,7 @@ fn cancel_of_a_confirmed_hold_is_already_confirmed() {
         cancel(&mut engine, T, ALICE, Target::ReserveKey(1), 3),
         with(ResultCode::AlreadyConfirmed, confirmed)
     );
-    assert_eq!(stock(&mut engine, T), (10, 8, 0, 2));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 8, 0, 2));
     assert_eq!(funds(&mut engine, T, ALICE), (80, 0, 20));
 }
 
@@ -403,7 +325,7 @@ fn unknown_reservation_for_bogus_ids() {
         );
     }
     assert_eq!(engine.state_hash(), hash, "UNKNOWN_RESERVATION changes nothing");
-    assert_eq!(stock(&mut engine, T), (10, 8, 2, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 8, 2, 0));
 }
 
 #[test]
@@ -507,7 +429,7 @@ fn cancel_before_reserve_tombstones_the_reserve_key() {
     // The CANCEL arrives first: an empty rollback.
     assert_eq!(cancel(&mut engine, T, ALICE, Target::ReserveKey(50), 51), bare(ResultCode::Ok));
     assert_eq!(engine.retained_keys(), keys + 2, "the tombstone and the cancel's key");
-    assert_eq!(stock(&mut engine, T), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
     // The late RESERVE, and its retry, are refused.
     let late = paid(1, 50);
     assert_eq!(reserve(&mut engine, T + 1, late), bare(ResultCode::AlreadyCancelled));
@@ -524,7 +446,7 @@ fn cancel_before_reserve_tombstones_the_reserve_key() {
         bare(ResultCode::AlreadyCancelled)
     );
     assert_eq!(engine.retained_keys(), keys + 2);
-    assert_eq!(stock(&mut engine, T + 2), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T + 2, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, T + 2, ALICE), (100, 0, 0));
     assert_eq!(engine.live_reservations(), 0);
     // The cancel's retry is a DUPLICATE of the empty rollback (no body).
@@ -536,10 +458,7 @@ fn cancel_before_reserve_tombstones_the_reserve_key() {
     assert_eq!(cancel(&mut engine, T + 2, ALICE, Target::ReserveKey(50), 53), bare(ResultCode::Ok));
     assert_eq!(engine.retained_keys(), keys + 3);
     // The tombstone is a recorded key: other operations with it are KEY_REUSED.
-    assert_eq!(
-        run(&mut engine, T + 2, Request::Deposit { account: ALICE, amount: 1, key: 50 }),
-        bare(ResultCode::KeyReused)
-    );
+    assert_eq!(deposit(&mut engine, T + 2, ALICE, 1, 50), bare(ResultCode::KeyReused));
     // The cancel's key is not a reserve key.
     assert_eq!(reserve(&mut engine, T + 2, rsv(ALICE, 1, 51)), bare(ResultCode::KeyReused));
     // Other accounts are not affected by Alice's tombstone.
@@ -554,7 +473,7 @@ fn cancel_after_a_rejected_reserve_tombstones_its_key() {
     // Nothing was recorded, so a CANCEL by that key is a cancel-before-reserve.
     assert_eq!(cancel(&mut engine, T, ALICE, Target::ReserveKey(60), 61), bare(ResultCode::Ok));
     assert_eq!(reserve(&mut engine, T, paid(1, 60)), bare(ResultCode::AlreadyCancelled));
-    assert_eq!(stock(&mut engine, T), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -570,13 +489,13 @@ fn expiry_exactly_at_the_deadline() {
     let target = Target::Reservation(view.reservation);
     // One millisecond before: still held.
     assert_eq!(query(&mut engine, deadline - 1, ALICE, target), with(ResultCode::Ok, view));
-    assert_eq!(stock(&mut engine, deadline - 1), (10, 7, 3, 0));
+    assert_eq!(stock(&mut engine, deadline - 1, SKU), (10, 7, 3, 0));
     assert_eq!(funds(&mut engine, deadline - 1, ALICE), (70, 30, 0));
     assert_eq!(engine.live_reservations(), 1);
     // At the deadline: expired, units, funds and limit returned.
     let expired = in_state(view, ReservationState::Expired);
     assert_eq!(query(&mut engine, deadline, ALICE, target), with(ResultCode::Ok, expired));
-    assert_eq!(stock(&mut engine, deadline), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, deadline, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, deadline, ALICE), (100, 0, 0));
     assert_eq!(engine.live_reservations(), 0);
     assert_eq!(
@@ -593,9 +512,8 @@ fn confirm_one_millisecond_before_the_deadline_succeeds() {
     let view = hold(&mut engine, T, Reserve { hold_ms: 5_000, ..paid(1, 1) });
     let reply = confirm(&mut engine, T + 4_999, ALICE, Target::ReserveKey(1), 2);
     assert_eq!(reply, with(ResultCode::Ok, in_state(view, ReservationState::Confirmed)));
-    engine.tick(T + 5_000);
-    engine.check_invariants().unwrap();
-    assert_eq!(stock(&mut engine, T + 5_000), (10, 9, 0, 1));
+    tick(&mut engine, T + 5_000);
+    assert_eq!(stock(&mut engine, T + 5_000, SKU), (10, 9, 0, 1));
     assert_eq!(funds(&mut engine, T + 5_000, ALICE), (90, 0, 10));
     assert_eq!(engine.counters().holds_expired, 0);
 }
@@ -605,18 +523,15 @@ fn expiry_via_tick_without_a_request() {
     let mut engine = setup();
     let first = hold(&mut engine, T, Reserve { hold_ms: 2_000, ..paid(2, 1) });
     let second = hold(&mut engine, T, Reserve { hold_ms: 3_000, ..paid(1, 2) });
-    engine.tick(T + 1_999);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 1_999);
     assert_eq!(engine.live_reservations(), 2);
-    engine.tick(T + 2_000);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 2_000);
     assert_eq!(engine.live_reservations(), 1);
     assert_eq!(engine.counters().holds_expired, 1);
     assert_eq!(engine.now_ms(), T + 2_000);
     // A hold expiry answers nobody: no event.
     assert_eq!(engine.drain_events().count(), 0);
-    engine.tick(T + 10_000);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 10_000);
     assert_eq!(engine.live_reservations(), 0);
     assert_eq!(engine.counters().holds_expired, 2);
     assert_eq!(engine.drain_events().count(), 0);
@@ -629,6 +544,6 @@ fn expiry_via_tick_without_a_request() {
         query(&mut engine, now, ALICE, Target::ReserveKey(2)),
         with(ResultCode::Ok, in_state(second, ReservationState::Expired))
     );
-    assert_eq!(stock(&mut engine, now), (10, 10, 0, 0));
+    assert_eq!(stock(&mut engine, now, SKU), (10, 10, 0, 0));
     assert_eq!(funds(&mut engine, now, ALICE), (100, 0, 0));
 }

@@ -1,6 +1,6 @@
 //! Determinism: the same requests at the same clock readings reach the same state.
 //!
-//! A seeded generator (xorshift, no proptest) produces long command sequences with the mix
+//! A seeded generator (`rush_suite::rng`, no proptest) produces long command sequences with the mix
 //! of the model test (RESERVE with flags, holds and waits; retries with the same or other
 //! parameters; CONFIRM / CANCEL by id or reserve key, including cancel-before-reserve;
 //! queries; admin operations; clock steps, jumps, stale readings, bursts at one instant,
@@ -19,6 +19,8 @@ use rush_engine::{
     Config, Engine, Event, Reply, Request, Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_BUY,
     RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{engine_with, is_keyed};
+use rush_suite::rng::Rng;
 
 const COMMANDS: usize = 50_000;
 const SEEDS: [u64; 4] = [0x9E37_79B9_7F4A_7C15, 1, 0xDEAD_BEEF, 20_261_122];
@@ -42,42 +44,6 @@ fn config() -> Config {
         hold_ms_default: 50,
         hold_ms_max: 150,
         wait_ms_max: 150,
-    }
-}
-
-/// xorshift64*: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0; the modulo bias is irrelevant here).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn range(&mut self, low: u64, high_inclusive: u64) -> u64 {
-        low + self.below(high_inclusive - low + 1)
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -249,15 +215,7 @@ fn generate(seed: u64, count: usize) -> Vec<(u64, Op)> {
                 continue;
             }
         };
-        if matches!(
-            request,
-            Request::Reserve(_)
-                | Request::Confirm { .. }
-                | Request::Cancel { .. }
-                | Request::AdjustStock { .. }
-                | Request::Deposit { .. }
-                | Request::Withdraw { .. }
-        ) {
+        if is_keyed(&request) {
             keyed.push(request);
         }
         ops.push((now, Op::Execute(request)));
@@ -277,7 +235,7 @@ struct Run {
 }
 
 fn run(ops: &[(u64, Op)]) -> Run {
-    let mut engine = Engine::new(config()).expect("the test config is valid");
+    let mut engine = engine_with(config());
     let mut replies = Vec::with_capacity(ops.len());
     let mut events = Vec::with_capacity(ops.len());
     let mut hashes = Vec::new();
@@ -316,7 +274,7 @@ struct BatchedRun {
 /// The same ops through `execute_batch`: each run of requests with the same `now_ms` (up to
 /// 16) is one batch.
 fn run_batched(ops: &[(u64, Op)]) -> BatchedRun {
-    let mut engine = Engine::new(config()).expect("the test config is valid");
+    let mut engine = engine_with(config());
     let mut replies = Vec::with_capacity(ops.len());
     let mut batch_events = Vec::new();
     let mut index = 0;

@@ -32,6 +32,7 @@ use rush_engine::{
     ReservationView, Reserve, ResultCode, SkuSpec, SkuView, Target, RESERVE_FLAGS_KNOWN,
     RESERVE_FLAG_BUY, RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{bare, engine_with, is_keyed};
 
 // =========================================================================================
 // Configuration
@@ -177,10 +178,6 @@ struct Model {
     res: Vec<MRes>,
     keys: BTreeMap<(u64, u64), KeyRecord>,
     events: Vec<Event>,
-}
-
-fn bare(code: ResultCode) -> Reply {
-    Reply::code(code)
 }
 
 impl Model {
@@ -1308,7 +1305,7 @@ impl Harness {
     fn new() -> Harness {
         Harness {
             model: Model::new(config()),
-            engine: Engine::new(config()).expect("the test config is valid"),
+            engine: engine_with(config()),
             e2m: BTreeMap::new(),
             m2e: BTreeMap::new(),
             t: T0,
@@ -1497,15 +1494,7 @@ impl Harness {
             if let Request::Reserve(r) = model {
                 self.reserve_keys.push((r.account, r.key));
             }
-            if matches!(
-                model,
-                Request::Reserve(_)
-                    | Request::Confirm { .. }
-                    | Request::Cancel { .. }
-                    | Request::AdjustStock { .. }
-                    | Request::Deposit { .. }
-                    | Request::Withdraw { .. }
-            ) {
+            if is_keyed(&model) {
                 self.keyed.push((model, engine));
             }
         }

@@ -1,39 +1,8 @@
 //! Regression tests for engine bugs found by the reference model (tests/engine_model.rs).
 //! Each test names the rule of docs/SEMANTICS.md the engine broke.
 
-use rush_engine::{Config, Engine, Reply, Request, Reserve, ResultCode, SkuSpec};
-
-fn engine() -> Engine {
-    Engine::new(Config::small()).expect("Config::small is valid")
-}
-
-fn put_sku(engine: &mut Engine, now: u64, sku: u64, stock_total: u64) {
-    let spec = SkuSpec {
-        sku,
-        stock_total,
-        price: 0,
-        per_user_limit: 0,
-        hold_ms: 0,
-        start_ms: 0,
-        end_ms: 0,
-    };
-    assert_eq!(engine.execute(now, &Request::PutSku(spec)).result, ResultCode::Ok);
-}
-
-fn reserve(
-    engine: &mut Engine,
-    now: u64,
-    account: u64,
-    sku: u64,
-    quantity: u32,
-    key: u64,
-    wait_ms: u32,
-) -> Reply {
-    engine.execute(
-        now,
-        &Request::Reserve(Reserve { account, sku, quantity, key, flags: 0, hold_ms: 0, wait_ms }),
-    )
-}
+use rush_engine::{Reserve, ResultCode};
+use rush_suite::engine::{engine, put_sku, reserve, reserve_of, spec};
 
 /// BUG (found by the model; fixed in 3c1ae70, which also stated the rule in SEMANTICS.md
 /// "Matching"): when the head of a waitlist timed out, the waiter behind it was not fed,
@@ -44,12 +13,15 @@ fn reserve(
 fn head_wait_timeout_feeds_the_next_waiter() {
     let mut engine = engine();
     let t = 10_000;
-    put_sku(&mut engine, t, 4, 1);
+    put_sku(&mut engine, t, spec(4, 1, 0));
     // A waits for 2 units (only 1 exists) for 1 ms; B waits for 1 unit behind A.
-    assert_eq!(reserve(&mut engine, t, 1, 4, 2, 1001, 1).result, ResultCode::Waiting);
-    assert_eq!(reserve(&mut engine, t, 1, 4, 1, 1002, 31).result, ResultCode::Waiting);
+    let a = Reserve { wait_ms: 1, ..reserve_of(1, 4, 2, 1001) };
+    let b = Reserve { wait_ms: 31, ..reserve_of(1, 4, 1, 1002) };
+    assert_eq!(reserve(&mut engine, t, a).result, ResultCode::Waiting);
+    assert_eq!(reserve(&mut engine, t, b).result, ResultCode::Waiting);
     engine.drain_events().for_each(drop);
-    // At t + 1 A's wait ends: A times out and B, now at the head, gets the unit.
+    // At t + 1 A's wait ends: A times out and B, now at the head, gets the unit. (The engine's
+    // own tick: the events are checked before the invariants, so a regression names B.)
     engine.tick(t + 1);
     let events: Vec<_> = engine.drain_events().collect();
     let outcomes: Vec<_> = events.iter().map(|e| (e.key, e.reply.result)).collect();

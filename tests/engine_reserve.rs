@@ -4,8 +4,14 @@
 use rush_engine::ReservationIdParts;
 use rush_engine::{
     AccountView, Config, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView,
-    Reserve, ResultCode, SkuSpec, SkuView, Target, RESERVE_FLAG_BUY, RESERVE_FLAG_PAY,
+    Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_BUY, RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{
+    account_view, adjust, bare, cancel, confirm, deposit, engine, fund, funds, put_sku, query,
+    reservation, reserve, run, spec, stock, tick, withdraw,
+};
+// This file names the SKU of every RESERVE: `rsv(account, sku, quantity, key)`.
+use rush_suite::engine::reserve_of as rsv;
 
 const SKU: u64 = 7;
 const OTHER_SKU: u64 = 8;
@@ -20,82 +26,6 @@ const HOLD_DEFAULT: u64 = 60_000;
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-fn engine() -> Engine {
-    Engine::new(Config::small()).expect("Config::small is valid")
-}
-
-/// Executes one request and checks every invariant afterwards.
-fn run(engine: &mut Engine, now: u64, request: Request) -> Reply {
-    let reply = engine.execute(now, &request);
-    engine.check_invariants().unwrap();
-    reply
-}
-
-fn spec(sku: u64, stock_total: u64, price: u64) -> SkuSpec {
-    SkuSpec { sku, stock_total, price, per_user_limit: 0, hold_ms: 0, start_ms: 0, end_ms: 0 }
-}
-
-fn put_sku(engine: &mut Engine, now: u64, spec: SkuSpec) {
-    let reply = run(engine, now, Request::PutSku(spec));
-    assert_eq!(reply.result, ResultCode::Ok, "PUT_SKU {spec:?}");
-}
-
-fn deposit(engine: &mut Engine, now: u64, account: u64, amount: u64, key: u64) {
-    let reply = run(engine, now, Request::Deposit { account, amount, key });
-    assert_eq!(reply.result, ResultCode::Ok, "DEPOSIT {account} {amount}");
-}
-
-fn rsv(account: u64, sku: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
-}
-
-fn reserve(engine: &mut Engine, now: u64, reserve: Reserve) -> Reply {
-    run(engine, now, Request::Reserve(reserve))
-}
-
-fn confirm(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Confirm { account, target, key })
-}
-
-fn cancel(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Cancel { account, target, key })
-}
-
-fn sku_view(engine: &mut Engine, now: u64, sku: u64) -> SkuView {
-    match run(engine, now, Request::QuerySku { sku }).body {
-        ReplyBody::Sku(view) => view,
-        other => panic!("QUERY_SKU {sku}: {other:?}"),
-    }
-}
-
-/// (total, available, reserved, sold) of a SKU.
-fn stock(engine: &mut Engine, now: u64, sku: u64) -> (u64, u64, u64, u64) {
-    let view = sku_view(engine, now, sku);
-    (view.total, view.available, view.reserved, view.sold)
-}
-
-fn wallet(engine: &mut Engine, now: u64, account: u64) -> AccountView {
-    match run(engine, now, Request::QueryAccount { account }).body {
-        ReplyBody::Account(view) => view,
-        other => panic!("QUERY_ACCOUNT {account}: {other:?}"),
-    }
-}
-
-/// (available, held, spent) of a wallet.
-fn funds(engine: &mut Engine, now: u64, account: u64) -> (u64, u64, u64) {
-    let view = wallet(engine, now, account);
-    (view.available, view.held, view.spent)
-}
-
-fn reservation(reply: &Reply) -> ReservationView {
-    reply.reservation().unwrap_or_else(|| panic!("no reservation in {reply:?}"))
-}
-
-/// A reply with this code, `original` equal to it and no body.
-fn bare(code: ResultCode) -> Reply {
-    Reply { result: code, original: code, body: ReplyBody::None }
-}
 
 /// A SKU with 10 units at price 10.
 fn engine_with_sku() -> Engine {
@@ -136,12 +66,8 @@ fn reserve_holds_units() {
     assert_eq!(engine.live_reservations(), 1);
     assert_eq!(engine.retained_keys(), 1);
     assert_eq!(engine.drain_events().count(), 0);
-    let query = run(
-        &mut engine,
-        T,
-        Request::QueryReservation { account: ALICE, target: Target::Reservation(view.reservation) },
-    );
-    assert_eq!(query, Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(view)));
+    let queried = query(&mut engine, T, ALICE, Target::Reservation(view.reservation));
+    assert_eq!(queried, Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(view)));
 }
 
 #[test]
@@ -314,7 +240,10 @@ fn pay_without_a_wallet_is_insufficient_funds() {
     let mut engine = engine_with_sku();
     let request = Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, 1, 1) };
     assert_eq!(reserve(&mut engine, T, request), bare(ResultCode::InsufficientFunds));
-    assert_eq!(wallet(&mut engine, T, ALICE), AccountView { account: ALICE, ..Default::default() });
+    assert_eq!(
+        account_view(&mut engine, T, ALICE),
+        AccountView { account: ALICE, ..Default::default() }
+    );
     assert_eq!(stock(&mut engine, T, SKU), (10, 10, 0, 0));
     assert_eq!(engine.retained_keys(), 0);
 }
@@ -322,7 +251,7 @@ fn pay_without_a_wallet_is_insufficient_funds() {
 #[test]
 fn pay_with_too_little_is_insufficient_funds() {
     let mut engine = engine_with_sku();
-    deposit(&mut engine, T, ALICE, 29, 100);
+    fund(&mut engine, T, ALICE, 29, 100);
     let pay = |quantity, key| Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, quantity, key) };
     assert_eq!(reserve(&mut engine, T, pay(3, 1)), bare(ResultCode::InsufficientFunds));
     assert_eq!(funds(&mut engine, T, ALICE), (29, 0, 0));
@@ -339,7 +268,7 @@ fn pay_with_too_little_is_insufficient_funds() {
 #[test]
 fn pay_holds_funds() {
     let mut engine = engine_with_sku();
-    deposit(&mut engine, T, ALICE, 100, 100);
+    fund(&mut engine, T, ALICE, 100, 100);
     let reply =
         reserve(&mut engine, T, Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, 3, 1) });
     assert_eq!(reply.result, ResultCode::Ok);
@@ -358,7 +287,7 @@ fn pay_holds_funds() {
         }
     );
     assert_eq!(
-        wallet(&mut engine, T, ALICE),
+        account_view(&mut engine, T, ALICE),
         AccountView {
             account: ALICE,
             available: 70,
@@ -379,13 +308,16 @@ fn pay_at_price_zero_needs_no_wallet() {
         reserve(&mut engine, T, Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, 2, 1) });
     assert_eq!(reply.result, ResultCode::Ok);
     assert_eq!(reservation(&reply).amount, 0);
-    assert_eq!(wallet(&mut engine, T, ALICE), AccountView { account: ALICE, ..Default::default() });
+    assert_eq!(
+        account_view(&mut engine, T, ALICE),
+        AccountView { account: ALICE, ..Default::default() }
+    );
 }
 
 #[test]
 fn buy_is_confirmed_at_once_and_spends_the_funds() {
     let mut engine = engine_with_sku();
-    deposit(&mut engine, T, ALICE, 100, 100);
+    fund(&mut engine, T, ALICE, 100, 100);
     let flags = RESERVE_FLAG_PAY | RESERVE_FLAG_BUY;
     let reply = reserve(&mut engine, T, Reserve { flags, ..rsv(ALICE, SKU, 2, 1) });
     assert_eq!(reply.result, ResultCode::Ok);
@@ -405,7 +337,7 @@ fn buy_is_confirmed_at_once_and_spends_the_funds() {
     );
     assert_eq!(stock(&mut engine, T, SKU), (10, 8, 0, 2));
     assert_eq!(
-        wallet(&mut engine, T, ALICE),
+        account_view(&mut engine, T, ALICE),
         AccountView {
             account: ALICE,
             available: 80,
@@ -417,8 +349,7 @@ fn buy_is_confirmed_at_once_and_spends_the_funds() {
     );
     assert_eq!(engine.live_reservations(), 0);
     // Nothing expires later.
-    engine.tick(T + 10 * HOLD_DEFAULT);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 10 * HOLD_DEFAULT);
     assert_eq!(stock(&mut engine, T + 10 * HOLD_DEFAULT, SKU), (10, 8, 0, 2));
     // A confirmed sale cannot be confirmed or cancelled again.
     let target = Target::Reservation(view.reservation);
@@ -443,13 +374,16 @@ fn buy_without_pay_sells_without_funds() {
     let view = reservation(&reply);
     assert_eq!((view.state, view.amount, view.deadline_ms), (ReservationState::Confirmed, 0, T));
     assert_eq!(stock(&mut engine, T, SKU), (10, 6, 0, 4));
-    assert_eq!(wallet(&mut engine, T, ALICE), AccountView { account: ALICE, ..Default::default() });
+    assert_eq!(
+        account_view(&mut engine, T, ALICE),
+        AccountView { account: ALICE, ..Default::default() }
+    );
 }
 
 #[test]
 fn buy_pay_with_insufficient_funds() {
     let mut engine = engine_with_sku();
-    deposit(&mut engine, T, ALICE, 19, 100);
+    fund(&mut engine, T, ALICE, 19, 100);
     let hash = engine.state_hash();
     let request = Reserve { flags: RESERVE_FLAG_PAY | RESERVE_FLAG_BUY, ..rsv(ALICE, SKU, 2, 1) };
     assert_eq!(reserve(&mut engine, T, request), bare(ResultCode::InsufficientFunds));
@@ -463,7 +397,7 @@ fn overflow_of_price_times_quantity() {
     let mut engine = engine();
     let price = u64::MAX / 2 + 1;
     put_sku(&mut engine, T, spec(SKU, 10, price));
-    deposit(&mut engine, T, ALICE, u64::MAX, 100);
+    fund(&mut engine, T, ALICE, u64::MAX, 100);
     let pay = |quantity, key| Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, quantity, key) };
     assert_eq!(reserve(&mut engine, T, pay(2, 1)), bare(ResultCode::Overflow));
     assert_eq!(
@@ -544,7 +478,7 @@ fn checks_in_order_limit_funds_stock() {
     let request = Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, 2, 1) };
     assert_eq!(reserve(&mut engine, T, request), bare(ResultCode::InsufficientFunds));
     // Funded, no stock: SOLD_OUT.
-    deposit(&mut engine, T, ALICE, 20, 100);
+    fund(&mut engine, T, ALICE, 20, 100);
     assert_eq!(reserve(&mut engine, T, request), bare(ResultCode::SoldOut));
 }
 
@@ -609,11 +543,9 @@ fn hold_ms_default_chain() {
     let reply = reserve(&mut engine, T, Reserve { hold_ms: 30_000, ..rsv(ALICE, OTHER_SKU, 1, 5) });
     assert_eq!(deadline(reply), T + 30_000);
     // The deadlines are the expiry times.
-    engine.tick(T + 19_999);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 19_999);
     assert_eq!(stock(&mut engine, T + 19_999, OTHER_SKU), (10, 8, 2, 0));
-    engine.tick(T + 20_000);
-    engine.check_invariants().unwrap();
+    tick(&mut engine, T + 20_000);
     assert_eq!(stock(&mut engine, T + 20_000, OTHER_SKU), (10, 9, 1, 0));
     assert_eq!(stock(&mut engine, T + 20_000, SKU), (10, 9, 1, 0));
 }
@@ -625,7 +557,7 @@ fn hold_ms_default_chain() {
 #[test]
 fn duplicate_replays_the_original_code_with_the_current_body() {
     let mut engine = engine_with_sku();
-    deposit(&mut engine, T, ALICE, 100, 100);
+    fund(&mut engine, T, ALICE, 100, 100);
     let request = Reserve { flags: RESERVE_FLAG_PAY, ..rsv(ALICE, SKU, 2, 1) };
     let first = reserve(&mut engine, T, request);
     assert_eq!(first.result, ResultCode::Ok);
@@ -692,7 +624,7 @@ fn duplicate_of_an_expired_hold_shows_it_expired() {
 fn key_reused_for_different_parameters() {
     let mut engine = engine_with_sku();
     put_sku(&mut engine, T, spec(OTHER_SKU, 10, 10));
-    deposit(&mut engine, T, ALICE, 100, 100);
+    fund(&mut engine, T, ALICE, 100, 100);
     let original = Reserve { hold_ms: 1_000, wait_ms: 2_000, ..rsv(ALICE, SKU, 2, 1) };
     assert_eq!(reserve(&mut engine, T, original).result, ResultCode::Ok);
     let hash = engine.state_hash();
@@ -731,17 +663,11 @@ fn key_reused_by_a_different_operation() {
         cancel(&mut engine, T, ALICE, Target::Reservation(id), 1),
         bare(ResultCode::KeyReused)
     );
-    assert_eq!(
-        run(&mut engine, T, Request::Deposit { account: ALICE, amount: 5, key: 1 }),
-        bare(ResultCode::KeyReused)
-    );
-    assert_eq!(
-        run(&mut engine, T, Request::Withdraw { account: ALICE, amount: 5, key: 1 }),
-        bare(ResultCode::KeyReused)
-    );
+    assert_eq!(deposit(&mut engine, T, ALICE, 5, 1), bare(ResultCode::KeyReused));
+    assert_eq!(withdraw(&mut engine, T, ALICE, 5, 1), bare(ResultCode::KeyReused));
     assert_eq!(engine.state_hash(), hash);
     // Another operation's key used for a RESERVE.
-    deposit(&mut engine, T, ALICE, 50, 2);
+    fund(&mut engine, T, ALICE, 50, 2);
     assert_eq!(reserve(&mut engine, T, rsv(ALICE, SKU, 1, 2)), bare(ResultCode::KeyReused));
     assert_eq!(confirm(&mut engine, T, ALICE, Target::Reservation(id), 3).result, ResultCode::Ok);
     assert_eq!(reserve(&mut engine, T, rsv(ALICE, SKU, 1, 3)), bare(ResultCode::KeyReused));
@@ -770,7 +696,7 @@ fn rejections_do_not_consume_the_key() {
     let request = rsv(BOB, SKU, 1, 1);
     assert_eq!(reserve(&mut engine, T, request), bare(ResultCode::SoldOut));
     assert_eq!(engine.retained_keys(), 1);
-    let restock = run(&mut engine, T, Request::AdjustStock { sku: SKU, delta: 1, key: 1 });
+    let restock = adjust(&mut engine, T, SKU, 1, 1);
     assert_eq!(restock.result, ResultCode::Ok);
     let retry = reserve(&mut engine, T, request);
     assert_eq!(retry.result, ResultCode::Ok);
@@ -782,7 +708,7 @@ fn rejections_do_not_consume_the_key() {
     put_sku(&mut engine, T, spec(OTHER_SKU, 5, 10));
     let pay = Reserve { flags: RESERVE_FLAG_PAY, ..rsv(CAROL, OTHER_SKU, 1, 7) };
     assert_eq!(reserve(&mut engine, T, pay), bare(ResultCode::InsufficientFunds));
-    deposit(&mut engine, T, CAROL, 10, 100);
+    fund(&mut engine, T, CAROL, 10, 100);
     assert_eq!(reserve(&mut engine, T, pay).result, ResultCode::Ok);
     // PAUSED, then RESUME, then the same key.
     run(&mut engine, T, Request::Pause { sku: OTHER_SKU });

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use rush_engine::{
     Config, Engine, Reply, Request, Reserve, ResultCode, SkuSpec, Target, RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{engine_with, reserve_of, run, spec, tick};
 
 const SKU: u64 = 7;
 const ALICE: u64 = 11;
@@ -21,36 +22,26 @@ struct Recorder {
 
 impl Recorder {
     fn new(config: Config) -> Recorder {
-        Recorder { engine: Engine::new(config).expect("valid config"), seen: BTreeSet::new() }
+        Recorder { engine: engine_with(config), seen: BTreeSet::new() }
     }
 
     /// A SKU of `stock` units at price 10 with `per_user_limit` and window `start..end`.
     fn with_sku(stock: u64, per_user_limit: u32, start_ms: u64, end_ms: u64) -> Recorder {
         let mut recorder = Recorder::new(Config::small());
-        let spec = SkuSpec {
-            sku: SKU,
-            stock_total: stock,
-            price: 10,
-            per_user_limit,
-            hold_ms: 0,
-            start_ms,
-            end_ms,
-        };
+        let spec = SkuSpec { per_user_limit, start_ms, end_ms, ..spec(SKU, stock, 10) };
         assert_eq!(recorder.run(T, Request::PutSku(spec)).result, ResultCode::Ok);
         recorder
     }
 
     fn run(&mut self, now: u64, request: Request) -> Reply {
-        let reply = self.engine.execute(now, &request);
-        self.engine.check_invariants().unwrap();
+        let reply = run(&mut self.engine, now, request);
         self.seen.insert(reply.result);
         self.drain();
         reply
     }
 
     fn tick(&mut self, now: u64) {
-        self.engine.tick(now);
-        self.engine.check_invariants().unwrap();
+        tick(&mut self.engine, now);
         self.drain();
     }
 
@@ -66,7 +57,7 @@ impl Recorder {
 }
 
 fn rsv(account: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku: SKU, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
+    reserve_of(account, SKU, quantity, key)
 }
 
 /// Runs the scenario for `code`; its last reply must carry `code`. Returns every code seen.

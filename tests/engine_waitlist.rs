@@ -6,6 +6,10 @@ use rush_engine::{
     Config, Engine, Event, Reply, ReplyBody, Request, ReservationState, ReservationView, Reserve,
     ResultCode, SkuSpec, Target, RESERVE_FLAG_BUY, RESERVE_FLAG_PAY,
 };
+use rush_suite::engine::{
+    adjust, bare, cancel, confirm, engine_with, fund, funds, hold, in_state, put_sku, query,
+    reservation, reserve, reserve_of, run, sku_view, spec, tick, with,
+};
 
 const SKU: u64 = 7;
 const OTHER_SKU: u64 = 8;
@@ -23,63 +27,27 @@ const WAIT: u32 = 100_000;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn engine_with(config: Config) -> Engine {
-    Engine::new(config).expect("valid config")
-}
-
-/// Executes one request and checks every invariant afterwards.
-fn run(engine: &mut Engine, now: u64, request: Request) -> Reply {
-    let reply = engine.execute(now, &request);
-    engine.check_invariants().unwrap();
-    reply
-}
-
-fn tick(engine: &mut Engine, now: u64) {
-    engine.tick(now);
-    engine.check_invariants().unwrap();
-}
-
 fn events(engine: &mut Engine) -> Vec<Event> {
     engine.drain_events().collect()
 }
 
-fn spec(sku: u64, stock_total: u64) -> SkuSpec {
-    SkuSpec { sku, stock_total, price: 10, per_user_limit: 0, hold_ms: 0, start_ms: 0, end_ms: 0 }
-}
-
 /// An engine with one SKU of `stock` units at price 10.
 fn setup(stock: u64) -> Engine {
-    setup_spec(Config::small(), spec(SKU, stock))
+    setup_spec(Config::small(), spec(SKU, stock, 10))
 }
 
 fn setup_spec(config: Config, spec: SkuSpec) -> Engine {
     let mut engine = engine_with(config);
-    assert_eq!(run(&mut engine, T, Request::PutSku(spec)).result, ResultCode::Ok);
+    put_sku(&mut engine, T, spec);
     engine
 }
 
-fn deposit(engine: &mut Engine, now: u64, account: u64, amount: u64) {
-    let request = Request::Deposit { account, amount, key: 9_999 };
-    assert_eq!(run(engine, now, request).result, ResultCode::Ok);
-}
-
 fn rsv(account: u64, quantity: u32, key: u64) -> Reserve {
-    Reserve { account, sku: SKU, quantity, key, flags: 0, hold_ms: 0, wait_ms: 0 }
+    reserve_of(account, SKU, quantity, key)
 }
 
 fn waiting(account: u64, quantity: u32, key: u64, wait_ms: u32) -> Reserve {
     Reserve { wait_ms, ..rsv(account, quantity, key) }
-}
-
-fn reserve(engine: &mut Engine, now: u64, reserve: Reserve) -> Reply {
-    run(engine, now, Request::Reserve(reserve))
-}
-
-/// A RESERVE that must be taken now (OK, no event).
-fn hold(engine: &mut Engine, now: u64, request: Reserve) -> ReservationView {
-    let reply = reserve(engine, now, request);
-    assert_eq!(reply.result, ResultCode::Ok, "RESERVE {request:?}");
-    reply.reservation().expect("a reservation")
 }
 
 /// A RESERVE that must park (WAITING, no event yet).
@@ -87,49 +55,17 @@ fn park(engine: &mut Engine, now: u64, request: Reserve) -> ReservationView {
     let reply = reserve(engine, now, request);
     assert_eq!(reply.result, ResultCode::Waiting, "RESERVE {request:?}");
     assert_eq!(reply.original, ResultCode::Waiting);
-    let view = reply.reservation().expect("a reservation");
+    let view = reservation(&reply);
     assert_eq!(view.state, ReservationState::Waiting);
     assert_eq!(view.deadline_ms, now + u64::from(request.wait_ms));
     assert!(engine.drain_events().next().is_none(), "parking answers nothing yet");
     view
 }
 
-fn cancel(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Cancel { account, target, key })
-}
-
-fn confirm(engine: &mut Engine, now: u64, account: u64, target: Target, key: u64) -> Reply {
-    run(engine, now, Request::Confirm { account, target, key })
-}
-
-fn adjust(engine: &mut Engine, now: u64, delta: i64, key: u64) -> Reply {
-    run(engine, now, Request::AdjustStock { sku: SKU, delta, key })
-}
-
 /// (total, available, reserved, sold, waiters) of the SKU.
 fn stock(engine: &mut Engine, now: u64) -> (u64, u64, u64, u64, u32) {
-    match run(engine, now, Request::QuerySku { sku: SKU }).body {
-        ReplyBody::Sku(view) => {
-            (view.total, view.available, view.reserved, view.sold, view.waiters)
-        }
-        other => panic!("QUERY_SKU: {other:?}"),
-    }
-}
-
-/// (available, held, spent) of a wallet.
-fn funds(engine: &mut Engine, now: u64, account: u64) -> (u64, u64, u64) {
-    match run(engine, now, Request::QueryAccount { account }).body {
-        ReplyBody::Account(view) => (view.available, view.held, view.spent),
-        other => panic!("QUERY_ACCOUNT: {other:?}"),
-    }
-}
-
-fn bare(code: ResultCode) -> Reply {
-    Reply { result: code, original: code, body: ReplyBody::None }
-}
-
-fn with(code: ResultCode, view: ReservationView) -> Reply {
-    Reply::with_body(code, ReplyBody::Reservation(view))
+    let view = sku_view(engine, now, SKU);
+    (view.total, view.available, view.reserved, view.sold, view.waiters)
 }
 
 /// The event that answers the parked RESERVE of `view` (routed by account and key).
@@ -148,10 +84,6 @@ const KEYS: [(u64, u64); 5] = [(ALICE, 1), (BOB, 21), (CAROL, 31), (DAVE, 41), (
 /// A waiter matched at `now` into a hold of `hold_ms`.
 fn matched(view: ReservationView, now: u64, hold_ms: u64) -> ReservationView {
     ReservationView { state: ReservationState::Held, deadline_ms: now + hold_ms, ..view }
-}
-
-fn in_state(view: ReservationView, state: ReservationState) -> ReservationView {
-    ReservationView { state, ..view }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -179,12 +111,8 @@ fn parking_answers_waiting_and_takes_no_units() {
     assert_eq!(stock(&mut engine, T), (1, 0, 1, 0, 1));
     assert_eq!(engine.live_reservations(), 2);
     assert_eq!(engine.retained_keys(), 2);
-    let query = run(
-        &mut engine,
-        T,
-        Request::QueryReservation { account: BOB, target: Target::ReserveKey(21) },
-    );
-    assert_eq!(query, with(ResultCode::Ok, view));
+    let queried = query(&mut engine, T, BOB, Target::ReserveKey(21));
+    assert_eq!(queried, with(ResultCode::Ok, view));
 }
 
 #[test]
@@ -254,12 +182,12 @@ fn strict_fifo_head_blocks_the_line_and_newcomers() {
     assert_eq!(stock(&mut engine, now), (2, 0, 2, 0, 2));
     // A restock of one serves Carol, then Erin waits for the next.
     let now = T + 30;
-    let restock = adjust(&mut engine, now, 1, 1);
+    let restock = adjust(&mut engine, now, SKU, 1, 1);
     assert_eq!(restock.result, ResultCode::Ok);
     assert_eq!(events(&mut engine), vec![event(ResultCode::Ok, matched(carol, now, HOLD_DEFAULT))]);
     assert_eq!(stock(&mut engine, now), (3, 0, 3, 0, 1));
     let now = T + 40;
-    assert_eq!(adjust(&mut engine, now, 1, 2).result, ResultCode::Ok);
+    assert_eq!(adjust(&mut engine, now, SKU, 1, 2).result, ResultCode::Ok);
     assert_eq!(events(&mut engine), vec![event(ResultCode::Ok, matched(erin, now, HOLD_DEFAULT))]);
     assert_eq!(stock(&mut engine, now), (4, 0, 4, 0, 0));
 }
@@ -283,9 +211,9 @@ fn a_waiter_is_matched_with_its_own_hold_time() {
 
 #[test]
 fn wait_timeout_at_exactly_the_deadline_returns_funds_and_limit() {
-    let mut engine = setup_spec(Config::small(), SkuSpec { per_user_limit: 3, ..spec(SKU, 1) });
+    let mut engine = setup_spec(Config::small(), SkuSpec { per_user_limit: 3, ..spec(SKU, 1, 10) });
     hold(&mut engine, T, rsv(ALICE, 1, 1));
-    deposit(&mut engine, T, BOB, 100);
+    fund(&mut engine, T, BOB, 100, 9_999);
     let request = Reserve { flags: RESERVE_FLAG_PAY, ..waiting(BOB, 2, 21, 5_000) };
     let bob = park(&mut engine, T, request);
     assert_eq!(bob.amount, 20);
@@ -428,14 +356,14 @@ fn restock_feeds_waiters_before_newcomers() {
     let carol = park(&mut engine, T, waiting(CAROL, 1, 31, WAIT));
     // One unit: the head needs two; the unit stays for the line, not for Dave.
     let now = T + 10;
-    let reply = adjust(&mut engine, now, 1, 1);
+    let reply = adjust(&mut engine, now, SKU, 1, 1);
     assert_eq!(reply.result, ResultCode::Ok);
     assert_eq!(events(&mut engine), vec![]);
     assert_eq!(stock(&mut engine, now), (1, 1, 0, 0, 2));
     assert_eq!(reserve(&mut engine, now, rsv(DAVE, 1, 41)), bare(ResultCode::SoldOut));
     // Two more: both waiters are served, in order, before the reply.
     let now = T + 20;
-    let reply = adjust(&mut engine, now, 2, 2);
+    let reply = adjust(&mut engine, now, SKU, 2, 2);
     assert_eq!(reply.result, ResultCode::Ok);
     match reply.body {
         ReplyBody::Sku(view) => {
@@ -454,7 +382,7 @@ fn restock_feeds_waiters_before_newcomers() {
         ]
     );
     assert_eq!(reserve(&mut engine, now, rsv(DAVE, 1, 41)), bare(ResultCode::SoldOut));
-    assert_eq!(adjust(&mut engine, now, 1, 3).result, ResultCode::Ok);
+    assert_eq!(adjust(&mut engine, now, SKU, 1, 3).result, ResultCode::Ok);
     hold(&mut engine, now, rsv(DAVE, 1, 41));
     assert_eq!(stock(&mut engine, now), (4, 0, 4, 0, 0));
 }
@@ -472,15 +400,8 @@ fn expiry_feeds_waiters() {
     assert_eq!(engine.counters().holds_expired, 1);
     assert_eq!(engine.counters().waiters_matched, 1);
     assert_eq!(stock(&mut engine, now), (1, 0, 1, 0, 0));
-    let query = run(
-        &mut engine,
-        now,
-        Request::QueryReservation {
-            account: ALICE,
-            target: Target::Reservation(alice.reservation),
-        },
-    );
-    assert_eq!(query, with(ResultCode::Ok, in_state(alice, ReservationState::Expired)));
+    let queried = query(&mut engine, now, ALICE, Target::Reservation(alice.reservation));
+    assert_eq!(queried, with(ResultCode::Ok, in_state(alice, ReservationState::Expired)));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -491,7 +412,7 @@ fn expiry_feeds_waiters() {
 fn cancel_of_the_head_waiter_lets_the_next_one_through() {
     let mut engine = setup(2);
     hold(&mut engine, T, rsv(ALICE, 1, 1));
-    deposit(&mut engine, T, BOB, 100);
+    fund(&mut engine, T, BOB, 100, 9_999);
     let bob =
         park(&mut engine, T, Reserve { flags: RESERVE_FLAG_PAY, ..waiting(BOB, 2, 21, WAIT) });
     let carol = park(&mut engine, T, waiting(CAROL, 1, 31, WAIT));
@@ -544,14 +465,7 @@ fn cancel_of_a_waiter_behind_the_head_by_id() {
     );
     assert_eq!(events(&mut engine), vec![event(ResultCode::AlreadyCancelled, cancelled)]);
     assert_eq!(stock(&mut engine, T + 1), (1, 0, 1, 0, 1));
-    assert_eq!(
-        run(
-            &mut engine,
-            T + 1,
-            Request::QueryReservation { account: BOB, target: Target::ReserveKey(21) }
-        ),
-        with(ResultCode::Ok, bob)
-    );
+    assert_eq!(query(&mut engine, T + 1, BOB, Target::ReserveKey(21)), with(ResultCode::Ok, bob));
 }
 
 #[test]
@@ -612,7 +526,7 @@ fn duplicate_of_a_parked_key_replays_waiting_then_ok() {
 fn a_buy_waiter_matched_is_confirmed() {
     let mut engine = setup(1);
     let alice = hold(&mut engine, T, rsv(ALICE, 1, 1));
-    deposit(&mut engine, T, BOB, 100);
+    fund(&mut engine, T, BOB, 100, 9_999);
     let flags = RESERVE_FLAG_PAY | RESERVE_FLAG_BUY;
     let bob = park(&mut engine, T, Reserve { flags, ..waiting(BOB, 1, 21, WAIT) });
     assert_eq!((bob.flags, bob.amount), (flags, 10));
@@ -629,7 +543,7 @@ fn a_buy_waiter_matched_is_confirmed() {
 #[test]
 fn waiters_keep_their_place_when_paused_or_after_the_window() {
     let end = T + 5_000;
-    let mut engine = setup_spec(Config::small(), SkuSpec { end_ms: end, ..spec(SKU, 2) });
+    let mut engine = setup_spec(Config::small(), SkuSpec { end_ms: end, ..spec(SKU, 2, 10) });
     let first = hold(&mut engine, T, rsv(ALICE, 1, 1));
     hold(&mut engine, T, Reserve { hold_ms: 6_000, ..rsv(ALICE, 1, 2) });
     let bob = park(&mut engine, T, waiting(BOB, 1, 21, WAIT));
@@ -653,8 +567,8 @@ fn waiters_keep_their_place_when_paused_or_after_the_window() {
 #[test]
 fn a_full_waitlist_is_overloaded() {
     let config = Config { waitlist_max: 2, ..Config::small() };
-    let mut engine = setup_spec(config, spec(SKU, 0));
-    assert_eq!(run(&mut engine, T, Request::PutSku(spec(OTHER_SKU, 0))).result, ResultCode::Ok);
+    let mut engine = setup_spec(config, spec(SKU, 0, 10));
+    put_sku(&mut engine, T, spec(OTHER_SKU, 0, 10));
     let bob = park(&mut engine, T, waiting(BOB, 1, 21, WAIT));
     park(&mut engine, T, waiting(CAROL, 1, 31, WAIT));
     let keys = engine.retained_keys();

@@ -10,6 +10,7 @@ use rush_engine::{
 use rush_net::protocol::{
     decode_request, decode_response, encode_request, encode_response, Opcode, RESPONSE_SIZE,
 };
+use rush_suite::rng::Rng;
 
 const PROTOCOL_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md");
 
@@ -242,11 +243,9 @@ fn the_documented_shard_formulas_are_the_servers() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
     assert!(text.contains("home(account)    = mix64(account ^ 0x6163636f756e7400) % n"));
     assert!(text.contains("coordinator(sku) = mix64(sku     ^ 0x00000000736b7500) % n"));
-    let mut x = 0x1234_5678_9abc_def0_u64;
+    let mut rng = Rng::new(0x1234_5678_9abc_def0);
     for _ in 0..10_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         for n in [1_u64, 2, 3, 7, 64] {
             assert_eq!(
                 u64::from(rush_engine::quota::home_shard(x, n as u32)),

@@ -8,6 +8,7 @@
 use rush_engine::quota::{coordinator_shard, Placement};
 use rush_engine::*;
 use rush_runtime::{Completion, Runtime, RuntimeConfig, Submission};
+use rush_suite::rng::Rng;
 
 const HOT_SKU: SkuId = 1;
 const HOT_UNITS: u64 = 1_000;
@@ -123,26 +124,19 @@ fn drivers_hammering_a_hot_sku_never_oversell_and_strand_nothing() {
         .map(|(driver, mut port)| {
             let barrier = std::sync::Arc::clone(&barrier);
             std::thread::spawn(move || {
-                let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ driver as u64;
-                let mut random = move || {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed
-                };
+                let mut rng = Rng::new(driver as u64);
                 let requests: Vec<Request> = (0..RESERVES_PER_DRIVER)
                     .map(|index| {
                         let account = 1 + driver as u64 * RESERVES_PER_DRIVER + index;
-                        let sku =
-                            if random() % 2 == 0 { HOT_SKU } else { 2 + random() % COLD_SKUS };
+                        let sku = if rng.chance(50) { HOT_SKU } else { 2 + rng.below(COLD_SKUS) };
                         Request::Reserve(Reserve {
                             account,
                             sku,
                             quantity: 1,
                             key: 1,
-                            flags: if random() % 4 == 0 { RESERVE_FLAG_BUY } else { 0 },
+                            flags: if rng.chance(25) { RESERVE_FLAG_BUY } else { 0 },
                             hold_ms: 0,
-                            wait_ms: if random() % 5 == 0 { 20 } else { 0 },
+                            wait_ms: if rng.chance(20) { 20 } else { 0 },
                         })
                     })
                     .collect();

@@ -21,6 +21,7 @@ use rush_engine::{
 use rush_net::protocol::{encode_response, Opcode};
 use rush_runtime::shard::{IDLE_PARK_MAX_MS_DEFAULT, PARKED_MAX_DEFAULT};
 use rush_runtime::{Mesh, RuntimeConfig, ShardCore};
+use rush_suite::rng::Rng;
 
 /// Seeds CI runs; each runs one sequence against 1 shard and against 2, 3 and 4 shards.
 const SEEDS_DEFAULT: u64 = 300;
@@ -49,28 +50,6 @@ fn config() -> Config {
         hold_ms_default: 2_000,
         hold_ms_max: 8_000,
         wait_ms_max: 4_000,
-    }
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
     }
 }
 
@@ -155,7 +134,7 @@ struct Generator {
 impl Generator {
     fn new(seed: u64) -> Generator {
         Generator {
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             skus: Vec::new(),
             next_sku: 100,
             next_key: BTreeMap::new(),

@@ -4,6 +4,9 @@
 //! and run as a doctest: the README cannot drift from the API.
 #![doc = include_str!("../../README.md")]
 
+pub mod engine;
+pub mod rng;
+
 pub mod server {
     //! Starting a real server on loopback for the network tests.
 
