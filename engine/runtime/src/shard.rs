@@ -266,6 +266,12 @@ struct ShardJournal {
     in_flight: Option<(u64, SegmentPosition)>,
     /// The last fault reported in the log (each new fault is reported once).
     fault_reported: Option<JournalFault>,
+    /// The entry that last sent a quota message (0: none). A receipt never joins an entry
+    /// that already sent something: it starts a new one. So within an entry every receipt
+    /// comes before every send, which keeps the dependencies between entries of different
+    /// shards acyclic (a receipt always depends on sends that happened earlier in time), and
+    /// stability always makes progress (see `journal::stability`).
+    sent_in: u64,
 }
 
 /// What a recovered shard starts from (see `journal::recovery`).
@@ -413,6 +419,7 @@ impl ShardCore {
             held: VecDeque::new(),
             in_flight: None,
             fault_reported: None,
+            sent_in: 0,
         });
     }
 
@@ -636,6 +643,9 @@ impl ShardCore {
         self.received[from as usize] += 1;
         self.ensure_clock(now_ms);
         if let Some(journal) = self.journal.as_mut() {
+            if journal.sent_in == journal.writer.open_sequence() {
+                journal.writer.seal();
+            }
             let link_sequence = self.received[from as usize];
             let input = Input::Message { envelope, link_sequence, cause_sequence: cause };
             journal.writer.append(now_ms, &input);
@@ -687,6 +697,11 @@ impl ShardCore {
         let mut envelopes = std::mem::take(&mut self.envelope_scratch);
         envelopes.extend(self.engine.drain_messages());
         let cause = self.journal.as_ref().map_or(0, |journal| journal.writer.applied_sequence());
+        if let Some(journal) = self.journal.as_mut() {
+            if !envelopes.is_empty() {
+                journal.sent_in = cause;
+            }
+        }
         for envelope in envelopes.drain(..) {
             self.sent[envelope.to as usize] += 1;
             self.send_peer(envelope.to, Mail::Quota { envelope, cause });

@@ -136,6 +136,9 @@ pub(crate) const SLOT_FLAG_PROXY: u32 = 1 << 3;
 const _: () = assert!((SLOT_FLAG_REMOTE | SLOT_FLAG_PROXY) & RESERVE_FLAGS_KNOWN == 0);
 
 const FLAGS_SHIFT: u16 = 4;
+/// `state_flags` bit: a start's generation jump is still to be applied to this slot (it was
+/// occupied at the start), at its next allocation.
+const JUMP_PENDING: u16 = 1 << 8;
 
 /// One reservation slot: 56 bytes here plus 8 bytes of timer links in the wheel = 64.
 #[derive(Clone, Copy, Debug, Default)]
@@ -176,7 +179,7 @@ impl Slot {
 
     #[inline]
     pub(crate) fn flags(&self) -> u32 {
-        u32::from(self.state_flags >> FLAGS_SHIFT)
+        u32::from((self.state_flags >> FLAGS_SHIFT) & 0xF)
     }
 
     #[inline]
@@ -194,6 +197,11 @@ impl Slot {
         assert!(flags <= 0xF);
         self.generation = generation;
         self.state_flags = (flags as u16) << FLAGS_SHIFT;
+    }
+
+    #[inline]
+    pub(crate) fn jump_pending(&self) -> bool {
+        self.state_flags & JUMP_PENDING != 0
     }
 
     pub(crate) fn add_flags(&mut self, flags: u32) {
@@ -251,6 +259,9 @@ pub struct Engine {
     /// SKUs whose levels changed since the runtime last published them (observational:
     /// not part of the state hash).
     pub(crate) sku_dirty: DirtySet,
+    /// The jump of the last start (`jump_generations`), applied to an occupied slot at its
+    /// next allocation.
+    pub(crate) generation_jump: u32,
 }
 
 /// A set of SKU indexes with O(1) insert and a drain in insertion order, bounded by
@@ -355,6 +366,7 @@ impl Engine {
                 reservation_max as usize + 4 * placement.shard_count as usize,
             ),
             sku_dirty: DirtySet::new(config.sku_max),
+            generation_jump: 0,
         })
     }
 
@@ -536,18 +548,26 @@ impl Engine {
         .id()
     }
 
-    /// Raises every slot's generation by `jump` (wrapping past `u32::MAX` is refused), so that
-    /// no id handed out before a restart can be handed out again even if the journal lost
-    /// the allocations behind it (an unsynced tail): a slot reused `jump` times within one
-    /// unsynced window would be needed. The runtime journals it as the first input of every
-    /// start, so replay repeats it. Returns false (and changes nothing) when some slot's
-    /// generation would overflow: the data directory's id space is spent.
+    /// Makes every slot's next generation jump by `jump`, so that no id handed out before a
+    /// restart can be handed out again even if the journal lost the allocations behind it
+    /// (an unsynced tail: a slot would have to be reused `jump` times within one unsynced
+    /// window). A free slot jumps now; an occupied one (a live or finished reservation, whose
+    /// id must not change) at its next allocation. The runtime journals it as the first input
+    /// of every start, so replay repeats it. Returns false (and changes nothing) when some
+    /// slot's generation could overflow: the data directory's id space is spent.
     pub fn jump_generations(&mut self, jump: u32) -> bool {
-        if self.slots.iter().any(|slot| slot.generation.checked_add(jump).is_none()) {
+        let room = |slot: &Slot| slot.generation.checked_add(jump).and_then(|g| g.checked_add(1));
+        if self.slots.iter().any(|slot| room(slot).is_none()) {
             return false;
         }
+        self.generation_jump = jump;
         for slot in self.slots.iter_mut() {
-            slot.generation += jump;
+            if slot.state() == ReservationState::None {
+                slot.generation += jump;
+                slot.state_flags &= !JUMP_PENDING;
+            } else {
+                slot.state_flags |= JUMP_PENDING;
+            }
         }
         true
     }

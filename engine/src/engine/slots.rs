@@ -23,7 +23,9 @@ impl Engine {
         let slot = &mut self.slots[index as usize];
         // 2^32 reuses of one slot: decades at full speed (docs/PROTOCOL.md, "Reservation
         // ids"); past it an id could repeat, so the shard stops instead.
-        let generation = slot.generation().checked_add(1).expect("a slot's id space is spent");
+        let jump = if slot.jump_pending() { self.generation_jump } else { 0 };
+        let generation =
+            slot.generation().checked_add(1 + jump).expect("a slot's id space is spent");
         *slot = Slot::default();
         slot.set_generation_and_flags(generation, flags);
         self.live_count += 1;

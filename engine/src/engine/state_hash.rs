@@ -9,6 +9,7 @@ impl Engine {
     pub fn state_hash(&self) -> u64 {
         let mut hasher = StateHasher::default();
         hasher.write_u64(self.now_ms);
+        hasher.write_u64(u64::from(self.generation_jump));
         for sku in &self.skus {
             for word in [
                 sku.id,

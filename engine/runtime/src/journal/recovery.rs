@@ -238,8 +238,9 @@ pub fn recover(
             entries_replayed += 1;
             for input in inputs(shard, entry_body(segments, header, place)) {
                 inputs_replayed += 1;
-                apply(&mut engine, header.now_ms, &input)
-                    .map_err(|_| RecoveryError::IdSpaceSpent { shard })?;
+                if !apply(&mut engine, header.now_ms, &input) {
+                    return Err(RecoveryError::IdSpaceSpent { shard });
+                }
                 if let Input::Message { envelope, .. } = input {
                     received[envelope.from as usize] += 1;
                 }
@@ -292,10 +293,10 @@ pub fn recover(
     }
     // Every receiver's kept receipts must be covered by its sender's regenerated messages
     // (the cut guarantees it; checked, since a violation would mean lost units).
-    for to in 0..journals.len() {
-        for from in 0..journals.len() {
+    for (to, kept_from) in kept.iter().enumerate() {
+        for (from, receipts) in kept_from.iter().enumerate() {
             assert!(
-                kept[to][from].len() as u64 <= shards[from].sent[to],
+                receipts.len() as u64 <= shards[from].sent[to],
                 "shard {to} kept receipts from shard {from} that its replay did not send"
             );
         }
@@ -313,19 +314,16 @@ fn entry_body<'a>(
 }
 
 /// Applies one journaled input to an engine at the entry's clock reading: what the live
-/// shard did, and what replay does.
-pub fn apply(engine: &mut Engine, now_ms: u64, input: &Input) -> Result<(), ()> {
+/// shard did, and what replay does. False only when a start's generation jump no longer
+/// fits (the id space is spent).
+pub fn apply(engine: &mut Engine, now_ms: u64, input: &Input) -> bool {
     match *input {
         Input::Tick => engine.tick(now_ms),
         Input::Request(request) => {
             engine.execute(now_ms, &request);
         }
         Input::Message { envelope, .. } => engine.handle(now_ms, &envelope),
-        Input::Start { jump } => {
-            if !engine.jump_generations(jump) {
-                return Err(());
-            }
-        }
+        Input::Start { jump } => return engine.jump_generations(jump),
     }
-    Ok(())
+    true
 }
