@@ -42,7 +42,7 @@ fn config() -> Config {
         sku_max: 16,
         account_max: 64,
         reservation_max: 256,
-        waitlist_max: 32,
+        waitlist_max: 3,
         request_key_max: 1024,
         request_key_retention_ms: 60_000,
         limit_entry_max: 128,

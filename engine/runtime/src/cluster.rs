@@ -185,14 +185,12 @@ pub fn quiesce(mut shards: Vec<ShardCore>) -> Vec<Engine> {
         shards.iter().map(|shard| shard.engine().now_ms()).max().unwrap_or(0),
     );
     // What these last passes apply is journaled like any other input, written inline.
-    for shard in shards.iter_mut() {
-        shard.request_journal_flush();
-    }
     let mut storage: Vec<InlineWrites> = shards.iter().map(|_| InlineWrites::default()).collect();
     loop {
         let mut moved = 0;
         let now_ms = clock.now_ms();
         for (shard, storage) in shards.iter_mut().zip(storage.iter_mut()) {
+            shard.request_journal_flush();
             moved += shard.poll_peers(now_ms);
             moved += shard.finish_pass(now_ms);
             moved += shard.journal_pass(storage, now_ms);

@@ -249,7 +249,15 @@ impl Engine {
             self.send(from, Message::Deny { sku, reservation, result: ResultCode::WaitTimeout });
             return;
         }
-        if entry.waiters >= self.config().waitlist_max || !self.slot_room() {
+        if entry.waiters >= self.config().waitlist_max {
+            // A full line: a waiter cannot join it (OVERLOADED, as on one shard), and a
+            // RESERVE without a wait could not be served before the waiters (SOLD_OUT, as on
+            // one shard, which refuses a newcomer while anyone waits).
+            let result = if wait { ResultCode::Overloaded } else { ResultCode::SoldOut };
+            self.send(from, Message::Deny { sku, reservation, result });
+            return;
+        }
+        if !self.slot_room() {
             self.send(from, Message::Deny { sku, reservation, result: ResultCode::Overloaded });
             return;
         }

@@ -558,6 +558,7 @@ fn prewarm(shards: &mut [ShardCore], requests: &[Request]) -> Result<(), ServerE
         loop {
             let mut moved = 0;
             for (shard, storage) in shards.iter_mut().zip(storage.iter_mut()) {
+                shard.request_journal_flush(); // whatever the interval: the pre-warm waits
                 moved += shard.poll_peers(now_ms);
                 moved += shard.finish_pass(now_ms);
                 moved += shard.journal_pass(storage, now_ms);

@@ -127,7 +127,8 @@ pub struct JournalWriter {
     durable_sequence: u64,
     last_write_ms: u64,
     fault: Option<JournalFault>,
-    /// Write what is pending without waiting for the interval (a stopping shard).
+    /// Write what is pending now, without waiting for the interval (pre-warm, a stopping
+    /// shard): cleared by the write it causes.
     flush_requested: bool,
     /// Buffers handed back by completed writes, reused for the next pending batch.
     spare: Vec<Vec<u8>>,
@@ -282,6 +283,7 @@ impl JournalWriter {
         let replacement = self.spare.pop().unwrap_or_default();
         let bytes = std::mem::replace(&mut self.pending, replacement);
         self.next_position.offset += bytes.len() as u64;
+        self.flush_requested = false;
         self.in_flight = Some((self.pending_last_sequence, position, bytes.len()));
         self.last_write_ms = now_ms;
         self.counters.writes += 1;
@@ -323,8 +325,8 @@ impl JournalWriter {
         }
     }
 
-    /// From now on, writes go out as soon as something is pending, whatever the interval (a
-    /// shard that stops makes everything durable first).
+    /// The next write goes out as soon as something is pending, whatever the interval (a
+    /// stopping shard, which asks again every pass; the pre-warm).
     pub fn request_flush(&mut self) {
         self.flush_requested = true;
     }
