@@ -1,4 +1,6 @@
-//! docs/PROTOCOL.md: the worked examples are exactly what the implementation produces.
+//! docs/PROTOCOL.md: the worked examples are exactly what the implementation produces, and
+//! the number tables (opcodes, result codes, states, layouts, shard formulas, the defaults of
+//! section 11, the reservation id layout of section 12) are the code's.
 //!
 //! An example is an HTML comment `<!-- example:NAME -->` followed by a ```text block of hex
 //! bytes, 16 per line, each line optionally starting with an offset column `0010:`.
@@ -257,4 +259,115 @@ fn the_documented_shard_formulas_are_the_servers() {
             );
         }
     }
+}
+
+/// The rows of the table of section `heading` (the first table after that heading line), as
+/// trimmed cells without the outer empty ones.
+fn section_table(heading: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(PROTOCOL_MD).expect("docs/PROTOCOL.md is readable");
+    let start = text
+        .lines()
+        .position(|line| line.starts_with(heading))
+        .unwrap_or_else(|| panic!("docs/PROTOCOL.md has a heading {heading:?}"));
+    text.lines()
+        .skip(start + 1)
+        .take_while(|line| !line.starts_with("## "))
+        .skip_while(|line| !line.starts_with('|'))
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<String> = line.split('|').map(|cell| cell.trim().to_string()).collect();
+            cells[1..cells.len() - 1].to_vec()
+        })
+        .filter(|cells| !cells[0].starts_with("---"))
+        .collect()
+}
+
+/// The number a default cell starts with (`1,000,000`, `900,000 ms (15 min)`).
+fn leading_number(cell: &str) -> Option<u64> {
+    let digits: String = cell
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    digits.parse().ok()
+}
+
+/// Section 11 gives the defaults of `rush serve`; those that come from the library crates
+/// must be the code's (the three `rush serve` sets itself, `sku_max`, `account_max` and
+/// `limit_entry_max`, are checked by the unit tests of `tools/src/settings.rs`), and every
+/// engine and connection limit must have a row.
+#[test]
+fn the_documented_limits_and_defaults_are_the_codes() {
+    use rush_net::server::{ConnLimits, SHUTDOWN_GRACE};
+    use rush_runtime::shard::PARKED_MAX_DEFAULT;
+    let engine = rush_engine::Config::default();
+    let limits = ConnLimits::default();
+    let expected: [(&str, Option<u64>); 18] = [
+        ("sku_max", None),
+        ("account_max", None),
+        ("reservation_max", Some(engine.reservation_max.into())),
+        ("waitlist_max", Some(engine.waitlist_max.into())),
+        ("request_key_max", Some(engine.request_key_max.into())),
+        ("request_key_retention_ms", Some(engine.request_key_retention_ms)),
+        ("limit_entry_max", None),
+        ("quantity_max", Some(engine.quantity_max.into())),
+        ("hold_ms_default", Some(engine.hold_ms_default.into())),
+        ("hold_ms_max", Some(engine.hold_ms_max.into())),
+        ("wait_ms_max", Some(engine.wait_ms_max.into())),
+        ("connection_max", Some(limits.connection_max.into())),
+        ("admin_connection_max", Some(limits.admin_connection_max.into())),
+        ("pipeline_max", Some(limits.pipeline_max.into())),
+        ("inbound_bytes_max", Some(limits.inbound_bytes_max as u64)),
+        ("outbound_bytes_max", Some(limits.outbound_bytes_max as u64)),
+        ("parked_max", Some(PARKED_MAX_DEFAULT.into())),
+        ("—", Some(SHUTDOWN_GRACE.as_millis() as u64)),
+    ];
+    let rows = section_table("## 11. Server limits and defaults");
+    assert_eq!(rows[0], ["setting", "key", "default", "notes"], "the table's header");
+    for (key, value) in expected {
+        let cell = if key == "—" { key.to_string() } else { format!("`{key}`") };
+        let row = rows
+            .iter()
+            .find(|cells| cells[1] == cell)
+            .unwrap_or_else(|| panic!("section 11 has a row for {key}"));
+        let documented = leading_number(&row[2])
+            .unwrap_or_else(|| panic!("the default of {key} is a number: {:?}", row[2]));
+        if let Some(value) = value {
+            assert_eq!(documented, value, "the documented default of {key}");
+        }
+    }
+    // Bounds the notes give.
+    let notes = |key: &str| {
+        rows.iter().find(|cells| cells[1] == format!("`{key}`")).map(|cells| cells[3].clone())
+    };
+    let valid = |config: rush_engine::Config| config.validate().is_ok();
+    assert!(notes("reservation_max").unwrap().contains("at most 2^26"));
+    assert!(valid(rush_engine::Config { reservation_max: 1 << 26, ..engine }));
+    assert!(!valid(rush_engine::Config { reservation_max: (1 << 26) + 1, ..engine }));
+    assert!(notes("quantity_max").unwrap().contains("at most 65,535"));
+    assert!(valid(rush_engine::Config { quantity_max: 65_535, ..engine }));
+    assert!(!valid(rush_engine::Config { quantity_max: 65_536, ..engine }));
+}
+
+/// Section 12 gives the reservation id layout, and the worked example's id is the first id of
+/// shard 0.
+#[test]
+fn the_documented_reservation_id_layout_is_the_codes() {
+    use rush_engine::ReservationIdParts;
+    assert_eq!(ReservationIdParts::SLOT_BITS, 26);
+    assert_eq!(ReservationIdParts::SHARD_BITS, 6);
+    let rows = section_table("## 12. Reservation ids");
+    let bits: Vec<(&str, &str)> =
+        rows.iter().skip(1).map(|cells| (cells[0].as_str(), cells[1].as_str())).collect();
+    assert_eq!(bits, [("63..32", "generation"), ("31..26", "shard"), ("25..0", "slot")]);
+    assert_eq!(
+        ReservationIdParts::parse(0x0000_0001_0000_0000),
+        ReservationIdParts { generation: 1, shard: 0, slot: 0 }
+    );
+    let id = ReservationIdParts { generation: 0xdead_beef, shard: 63, slot: (1 << 26) - 1 }.id();
+    assert_eq!(id, 0xdead_beef_ffff_ffff);
+    assert_eq!(
+        ReservationIdParts::parse(0x0000_0002_0400_0005),
+        ReservationIdParts { generation: 2, shard: 1, slot: 5 }
+    );
 }

@@ -75,8 +75,9 @@ pub enum ResultCode {
     /// The request key was already used by this account for a request with different
     /// parameters (or a different operation). Nothing changed.
     KeyReused = 2,
-    /// Not enough units available (and `wait_ms == 0`, or the waitlist is full), or an
-    /// ADJUST_STOCK would remove more units than are available.
+    /// RESERVE with `wait_ms == 0`: not enough units available, or others wait for the SKU;
+    /// or an ADJUST_STOCK would remove more units than are available. (A RESERVE that would
+    /// park in a full waitlist gets [`ResultCode::Overloaded`].)
     SoldOut = 3,
     /// The account's held + sold (+ waiting) units of this SKU would exceed `per_user_limit`.
     LimitExceeded = 4,
@@ -106,7 +107,8 @@ pub enum ResultCode {
     /// A parked RESERVE was not matched within `wait_ms` (deferred event), or a CONFIRM or
     /// CANCEL of such a reservation.
     WaitTimeout = 14,
-    /// Rate limit of the network layer (never produced by the engine).
+    /// Rate limit of the network layer (never produced by the engine). Reserved: this
+    /// version has no rate limit and never returns it.
     RateLimited = 15,
     /// A bounded table or queue is full; nothing changed; retry later.
     Overloaded = 16,

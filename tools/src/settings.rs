@@ -594,6 +594,58 @@ mod tests {
         );
     }
 
+    /// docs/PROTOCOL.md section 11 lists the defaults `rush serve` runs with: every row with a
+    /// config key is what `Settings::resolve` gives without flags or file.
+    #[test]
+    fn protocol_md_lists_these_defaults() {
+        let text = include_str!("../../docs/PROTOCOL.md");
+        let start = text.find("## 11. Server limits and defaults").expect("section 11");
+        let section = &text[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
+        let cell = |key: &str| -> String {
+            let row = section
+                .lines()
+                .find(|line| line.split('|').nth(2).map(str::trim) == Some(&format!("`{key}`")))
+                .unwrap_or_else(|| panic!("section 11 has a row for {key}"));
+            row.split('|').nth(3).expect("a default cell").trim().to_string()
+        };
+        let number = |key: &str| -> u64 {
+            let text: String = cell(key)
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(|c| *c != ',')
+                .collect();
+            text.parse().unwrap_or_else(|_| panic!("the default of {key} is a number"))
+        };
+        let settings = Settings::resolve(&ServeArgs::default(), None, None, 2).unwrap();
+        let engine = settings.runtime.engine;
+        let limits = settings.limits;
+        assert_eq!(cell("listen"), format!("`{LISTEN_DEFAULT}`"));
+        assert_eq!(cell("admin_listen"), format!("`{ADMIN_LISTEN_DEFAULT}`"));
+        assert_eq!(cell("shard_ports"), format!("listen port + {SHARD_PORT_OFFSET}"));
+        for (key, value) in [
+            ("sku_max", u64::from(engine.sku_max)),
+            ("account_max", u64::from(engine.account_max)),
+            ("reservation_max", u64::from(engine.reservation_max)),
+            ("waitlist_max", u64::from(engine.waitlist_max)),
+            ("request_key_max", u64::from(engine.request_key_max)),
+            ("request_key_retention_ms", engine.request_key_retention_ms),
+            ("limit_entry_max", u64::from(engine.limit_entry_max)),
+            ("quantity_max", u64::from(engine.quantity_max)),
+            ("hold_ms_default", u64::from(engine.hold_ms_default)),
+            ("hold_ms_max", u64::from(engine.hold_ms_max)),
+            ("wait_ms_max", u64::from(engine.wait_ms_max)),
+            ("connection_max", u64::from(limits.connection_max)),
+            ("admin_connection_max", u64::from(limits.admin_connection_max)),
+            ("pipeline_max", u64::from(limits.pipeline_max)),
+            ("inbound_bytes_max", limits.inbound_bytes_max as u64),
+            ("outbound_bytes_max", limits.outbound_bytes_max as u64),
+            ("parked_max", u64::from(settings.runtime.parked_max)),
+        ] {
+            assert_eq!(number(key), value, "docs/PROTOCOL.md section 11: {key}");
+        }
+    }
+
     #[test]
     fn unknown_keys_are_rejected() {
         let message = error("listen = \"127.0.0.1:1\"\nshard_count = 2\n");
