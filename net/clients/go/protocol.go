@@ -118,6 +118,10 @@ const (
 	ResultWaiting ResultCode = 19
 	// ResultOverflow: checked arithmetic refused the operation (u64 overflow).
 	ResultOverflow ResultCode = 20
+	// ResultUnavailable: the shard's journal cannot write (disk full, I/O error). A new
+	// state-changing request changed nothing; one already applied has an unknown outcome:
+	// retry it later with the same key.
+	ResultUnavailable ResultCode = 21
 )
 
 // resultInfo is the table of result codes: adding a code is adding a row.
@@ -148,6 +152,7 @@ var resultInfo = [...]struct {
 	ResultBadRequest:         {name: "BAD_REQUEST"},
 	ResultWaiting:            {name: "WAITING"},
 	ResultOverflow:           {name: "OVERFLOW"},
+	ResultUnavailable:        {name: "UNAVAILABLE", retryLater: true},
 }
 
 // Valid reports whether c is a result code of this protocol version.
