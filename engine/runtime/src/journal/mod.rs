@@ -21,10 +21,12 @@ pub mod start;
 pub mod writer;
 
 pub use codec::Input;
-pub use files::{DataDir, DataDirError, SegmentFiles};
+pub use files::{list_segments, DataDir, DataDirError, SegmentFiles};
 pub use recovery::{recover, Recovered, RecoveredShard, RecoveryError, Redelivery};
 pub use stability::Stability;
-pub use start::{start_durable, RecoveryReport, ShardRecovery, StartError};
+pub use start::{
+    replay_directory, start_durable, start_durable_with, RecoveryReport, ShardRecovery, StartError,
+};
 pub use writer::{
     Durability, JournalCounters, JournalFault, JournalWrite, JournalWriter, SegmentPosition,
 };

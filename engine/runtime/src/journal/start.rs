@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::files::{DataDir, DataDirError, SegmentFiles};
 use super::recovery::{recover, RecoveryError};
 use super::scan::SegmentBytes;
-use super::writer::{Durability, JournalWriter, SegmentPosition};
+use super::writer::{Durability, JournalWriter, SegmentPosition, SEGMENT_BYTES_MAX};
 use super::GENERATION_JUMP;
 use crate::shard::{JournalStart, ShardCore};
 
@@ -111,6 +111,17 @@ pub fn start_durable(
     durability: Durability,
     now_ms: u64,
 ) -> Result<(DataDir, RecoveryReport), StartError> {
+    start_durable_with(shards, path, durability, now_ms, SEGMENT_BYTES_MAX)
+}
+
+/// [`start_durable`] with segments of at most `segment_bytes_max` bytes.
+pub fn start_durable_with(
+    shards: &mut [ShardCore],
+    path: &Path,
+    durability: Durability,
+    now_ms: u64,
+    segment_bytes_max: u64,
+) -> Result<(DataDir, RecoveryReport), StartError> {
     assert!(durability != Durability::None);
     let started = Instant::now();
     let shard_count = shards.len() as u32;
@@ -161,7 +172,8 @@ pub fn start_durable(
             shard.last_sequence + 1,
             shard.checksum_previous,
             position,
-        );
+        )
+        .with_segment_bytes_max(segment_bytes_max);
         let start = JournalStart {
             writer,
             files: SegmentFiles::new(data_dir.shard_path(shard_index)),
@@ -182,4 +194,39 @@ pub fn start_durable(
     }
     report.elapsed = started.elapsed();
     Ok((data_dir, report))
+}
+
+/// Replays a data directory from scratch into engines, changing nothing on disk (no
+/// truncation, no start journaled): what `rush journal verify` and the determinism checks
+/// use. The directory must not be in use (its lock is taken for the duration).
+pub fn replay_directory(
+    path: &Path,
+    config: rush_engine::Config,
+    shard_count: u32,
+) -> Result<super::recovery::Recovered, StartError> {
+    if !path.join("META").exists() {
+        return Err(StartError::DataDir(DataDirError::Meta {
+            path: path.to_path_buf(),
+            reason: "not a data directory (no META)".into(),
+        }));
+    }
+    let data_dir = DataDir::open(path, shard_count)?;
+    let mut files = Vec::with_capacity(shard_count as usize);
+    for shard in 0..shard_count {
+        files.push(data_dir.read_segments(shard)?);
+    }
+    let journals: Vec<Vec<SegmentBytes<'_>>> = files
+        .iter()
+        .map(|segments| {
+            segments
+                .iter()
+                .map(|(first_sequence, path, bytes)| SegmentBytes {
+                    first_sequence: *first_sequence,
+                    name: path.display().to_string(),
+                    bytes,
+                })
+                .collect()
+        })
+        .collect();
+    recover(config, &journals).map_err(StartError::Recovery)
 }

@@ -124,6 +124,8 @@ pub struct JournalWriter {
     retry_at_ms: u64,
     /// Where the next write goes.
     next_position: SegmentPosition,
+    /// A new segment starts before the current one would pass this.
+    segment_bytes_max: u64,
     durable_sequence: u64,
     last_write_ms: u64,
     fault: Option<JournalFault>,
@@ -171,6 +173,7 @@ impl JournalWriter {
             retry: None,
             retry_at_ms: 0,
             next_position: position,
+            segment_bytes_max: SEGMENT_BYTES_MAX,
             durable_sequence: next_sequence - 1,
             last_write_ms: 0,
             fault: None,
@@ -178,6 +181,14 @@ impl JournalWriter {
             spare: Vec::new(),
             counters: JournalCounters::default(),
         }
+    }
+
+    /// Starts a new segment file before the current one passes `bytes` (tests use small
+    /// segments; the default is `SEGMENT_BYTES_MAX`).
+    pub fn with_segment_bytes_max(mut self, bytes: u64) -> JournalWriter {
+        assert!(bytes >= 1024, "a segment holds at least 1 KiB");
+        self.segment_bytes_max = bytes;
+        self
     }
 
     pub fn durability(&self) -> Durability {
@@ -274,7 +285,7 @@ impl JournalWriter {
             }
         }
         if self.next_position.offset > 0
-            && self.next_position.offset + self.pending.len() as u64 > SEGMENT_BYTES_MAX
+            && self.next_position.offset + self.pending.len() as u64 > self.segment_bytes_max
         {
             self.next_position =
                 SegmentPosition { first_sequence: self.pending_first_sequence, offset: 0 };
