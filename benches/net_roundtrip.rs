@@ -74,7 +74,7 @@ fn start_server(backend: BackendChoice, reserves: u64, idle_spin_us: u64) -> Ser
         capture: None,
         durability: rush_runtime::journal::Durability::None,
         data_dir: None,
-        journal_segment_bytes: rush_runtime::journal::writer::SEGMENT_BYTES_MAX,
+        journal: rush_runtime::journal::JournalOptions::default(),
     })
     .expect("server")
 }

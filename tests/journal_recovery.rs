@@ -34,7 +34,7 @@ fn durable(
     let mut config = config(backend, shards, ConnLimits::default());
     config.durability = Durability::Sync;
     config.data_dir = Some(path.to_path_buf());
-    config.journal_segment_bytes = segment_bytes;
+    config.journal.segment_bytes_max = segment_bytes;
     config
 }
 

@@ -29,7 +29,9 @@ use std::path::PathBuf;
 
 use rush_engine::quota::{coordinator_shard, ADMIN_ACCOUNT};
 use rush_engine::*;
-use rush_runtime::journal::{start_durable, DataDir, Durability};
+use rush_runtime::journal::{
+    start_durable_with, DataDir, Durability, JournalOptions, SnapshotEvery,
+};
 use rush_runtime::shard::{IDLE_PARK_MAX_MS_DEFAULT, PARKED_MAX_DEFAULT};
 use rush_runtime::{DurableWrites, Mesh, RuntimeConfig, ShardCore, SyncFailure, SyncWrite, Synced};
 use rush_suite::rng::Rng;
@@ -129,6 +131,9 @@ struct Stats {
     redeliveries: u64,
     acknowledged_checked: u64,
     write_faults: u64,
+    snapshots_installed: u64,
+    segments_deleted: u64,
+    recoveries_from_snapshot: u64,
 }
 
 /// An operation a client was answered, to check after a crash.
@@ -144,6 +149,7 @@ struct Sim {
     seed: u64,
     shard_count: u32,
     durability: Durability,
+    options: JournalOptions,
     path: PathBuf,
     cores: Vec<ShardCore>,
     disks: Vec<SimDisk>,
@@ -197,6 +203,17 @@ impl Sim {
         } else {
             Durability::Interval { ms: rng.range(1, 50) }
         };
+        // Small segments and frequent snapshots, so that segment switches, snapshots (taken,
+        // written, torn by a crash, installed, covering segments deleted) and recoveries
+        // from them all happen within a few hundred steps.
+        let options = JournalOptions {
+            segment_bytes_max: rng.range(1_024, 16_384),
+            snapshot_every: if rng.chance(25) {
+                SnapshotEvery::Never
+            } else {
+                SnapshotEvery::Inputs(rng.range(5, 80))
+            },
+        };
         let path = scratch_root().join(format!("rush-journal-sim-{}-{seed}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         let mut sim = Sim {
@@ -204,6 +221,7 @@ impl Sim {
             seed,
             shard_count,
             durability,
+            options,
             path,
             cores: Vec::new(),
             disks: Vec::new(),
@@ -236,8 +254,8 @@ impl Sim {
 
     fn fail(&self, message: String) -> String {
         let mut text = format!(
-            "seed {} ({} shards, {}), after {} crashes: {message}\n",
-            self.seed, self.shard_count, self.durability, self.crashes
+            "seed {} ({} shards, {}, {:?}), after {} crashes: {message}\n",
+            self.seed, self.shard_count, self.durability, self.options, self.crashes
         );
         for line in self.trace.iter().rev() {
             text.push_str("  ");
@@ -252,12 +270,13 @@ impl Sim {
         self.data_dir = None; // the dead process's lock goes with it
         let mut cores = Mesh::build(&runtime_config(self.shard_count)).expect("valid").shards;
         let (data_dir, report) =
-            start_durable(&mut cores, &self.path, self.durability, self.now_ms)
+            start_durable_with(&mut cores, &self.path, self.durability, self.now_ms, self.options)
                 .map_err(|error| self.fail(format!("recovery failed: {error}")))?;
         self.note(|| format!("booted: {:?}", report.shards));
         for shard in &report.shards {
             self.stats.torn_tails += u64::from(shard.torn.is_some());
             self.stats.entries_cut += shard.entries_cut;
+            self.stats.recoveries_from_snapshot += u64::from(shard.snapshot_sequence.is_some());
         }
         self.stats.redeliveries += report.redeliveries as u64;
         self.cores = cores;
@@ -343,6 +362,12 @@ impl Sim {
         }
         self.stats.crashes += 1;
         self.note(|| format!("CRASH: writes in flight (lost, whole, torn) per shard {outcomes:?}"));
+        // What the dying process's snapshots did, before its cores go.
+        for core in &self.cores {
+            let counters = core.snapshot_counters().expect("durable");
+            self.stats.snapshots_installed += counters.installed;
+            self.stats.segments_deleted += counters.segments_deleted;
+        }
         self.cores.clear();
         self.in_flight.clear(); // those clients never got an answer
         self.boot()?;
@@ -637,6 +662,9 @@ fn crashes_and_a_faulty_disk_lose_nothing_acknowledged_and_keep_every_invariant(
         total.redeliveries += stats.redeliveries;
         total.acknowledged_checked += stats.acknowledged_checked;
         total.write_faults += stats.write_faults;
+        total.snapshots_installed += stats.snapshots_installed;
+        total.segments_deleted += stats.segments_deleted;
+        total.recoveries_from_snapshot += stats.recoveries_from_snapshot;
     }
     eprintln!("journal simulation: {total:?}");
     // The campaign must have exercised what it claims to (with the default seeds).
@@ -645,5 +673,8 @@ fn crashes_and_a_faulty_disk_lose_nothing_acknowledged_and_keep_every_invariant(
         assert!(total.entries_cut > 0, "no consistent cut moved: {total:?}");
         assert!(total.redeliveries > 0, "nothing redelivered: {total:?}");
         assert!(total.acknowledged_checked > 1_000, "few acknowledgements checked: {total:?}");
+        assert!(total.snapshots_installed > 0, "no snapshot installed: {total:?}");
+        assert!(total.segments_deleted > 0, "no segment deleted after a snapshot: {total:?}");
+        assert!(total.recoveries_from_snapshot > 0, "no recovery from a snapshot: {total:?}");
     }
 }

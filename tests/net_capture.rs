@@ -20,7 +20,7 @@ fn a_capture_holds_every_frame_of_every_connection_in_order() {
             capture: Some(path.clone()),
             durability: rush_runtime::journal::Durability::None,
             data_dir: None,
-            journal_segment_bytes: rush_runtime::journal::writer::SEGMENT_BYTES_MAX,
+            journal: rush_runtime::journal::JournalOptions::default(),
             ..rush_suite::server::config(backend, 2, ConnLimits::default())
         })
         .unwrap();

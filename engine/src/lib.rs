@@ -20,6 +20,7 @@ mod engine;
 mod hash;
 mod invariants;
 pub mod quota;
+pub mod snapshot;
 pub mod table;
 mod types;
 mod wheel;

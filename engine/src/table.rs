@@ -13,6 +13,7 @@
 //! the same structure.
 
 use crate::hash::mix64;
+use crate::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 
 /// A key of a [`FixedMap`]: `Copy`, with a reserved `EMPTY` value that marks free slots and
 /// is never inserted.
@@ -180,6 +181,61 @@ impl<K: TableKey, V: Copy + Default> FixedMap<K, V> {
     /// Entries in slot order: deterministic for a given history, not sorted.
     pub fn iter(&self) -> impl Iterator<Item = (K, &V)> + '_ {
         self.entries.iter().filter(|(key, _)| *key != K::EMPTY).map(|(key, value)| (*key, value))
+    }
+
+    /// Writes the table exactly as laid out (each entry with its slot index), so that
+    /// [`FixedMap::decode_into`] restores the same probe runs and the same iteration order.
+    pub fn encode(
+        &self,
+        out: &mut SnapshotWriter,
+        mut entry: impl FnMut(&mut SnapshotWriter, &K, &V),
+    ) {
+        out.count(self.entries.len());
+        out.count(self.len);
+        for (index, (key, value)) in self.entries.iter().enumerate() {
+            if *key != K::EMPTY {
+                out.u32(index as u32);
+                entry(out, key, value);
+            }
+        }
+    }
+
+    /// Fills this empty table (of the same capacity) with what [`FixedMap::encode`] wrote,
+    /// checking that the layout is one the table could have reached: slot indexes in
+    /// range, increasing, no key twice, and every key found where it was placed (its probe
+    /// run from its home slot unbroken).
+    pub fn decode_into(
+        &mut self,
+        input: &mut SnapshotReader<'_>,
+        mut entry: impl FnMut(&mut SnapshotReader<'_>) -> Result<(K, V), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        assert!(self.is_empty(), "a snapshot is restored into an empty table");
+        let slot_count = input.count(usize::MAX, "table slot count")?;
+        if slot_count != self.entries.len() {
+            return Err(input.invalid("table slot count differs from the configured capacity"));
+        }
+        let len = input.count(self.len_max, "table entry count above its capacity")?;
+        let mut next_index = 0_usize;
+        for _ in 0..len {
+            let index = input.u32()? as usize;
+            if index < next_index || index >= slot_count {
+                return Err(input.invalid("table slot index out of order or range"));
+            }
+            let (key, value) = entry(input)?;
+            if key == K::EMPTY {
+                return Err(input.invalid("table key is the empty marker"));
+            }
+            self.entries[index] = (key, value);
+            next_index = index + 1;
+        }
+        self.len = len;
+        for index in 0..slot_count {
+            let key = self.entries[index].0;
+            if key != K::EMPTY && self.find(&key) != Some(index) {
+                return Err(input.invalid("table key not reachable from its home slot"));
+            }
+        }
+        Ok(())
     }
 }
 

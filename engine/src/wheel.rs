@@ -16,6 +16,7 @@
 //! are cleared lazily when a slot turns out to be empty.
 
 use crate::config::DEADLINE_AHEAD_MS_MAX;
+use crate::snapshot::{SnapshotError, SnapshotReader, SnapshotWriter};
 
 pub(crate) const NIL: u32 = u32::MAX;
 const LEVEL_BITS: u32 = 6;
@@ -246,6 +247,87 @@ impl TimerWheel {
 
     pub(crate) fn elapsed_ms(&self) -> u64 {
         self.elapsed_ms
+    }
+
+    /// Writes the wheel exactly: clock, occupancy bitmaps and every link (runs of unlinked
+    /// nodes as a count), so the lists keep their order.
+    pub(crate) fn encode(&self, out: &mut SnapshotWriter) {
+        let TimerWheel { links, occupied, elapsed_ms, node_count } = self;
+        out.u64(*elapsed_ms);
+        for word in occupied {
+            out.u64(*word);
+        }
+        out.u32(*node_count);
+        let mut index = 0;
+        while index < links.len() {
+            let run = links[index..].iter().take_while(|link| link.next == NIL).count();
+            if run > 0 {
+                out.u8(0);
+                out.count(run);
+                index += run;
+            } else {
+                out.u8(1);
+                out.u32(links[index].prev);
+                out.u32(links[index].next);
+                index += 1;
+            }
+        }
+    }
+
+    /// Restores into this fresh wheel of the same node count, checking every link stays in
+    /// range and the lists are doubly linked consistently.
+    pub(crate) fn decode_into(
+        &mut self,
+        input: &mut SnapshotReader<'_>,
+    ) -> Result<(), SnapshotError> {
+        self.elapsed_ms = input.u64()?;
+        for word in &mut self.occupied {
+            *word = input.u64()?;
+        }
+        if input.u32()? != self.node_count {
+            return Err(input.invalid("timer wheel node count differs from the configuration"));
+        }
+        let total = self.links.len();
+        let mut index = 0;
+        while index < total {
+            match input.u8()? {
+                0 => {
+                    let run = input.count(total - index, "timer wheel run past the end")?;
+                    if run == 0 {
+                        return Err(input.invalid("empty run of unlinked timer nodes"));
+                    }
+                    self.links[index..index + run].fill(UNLINKED);
+                    index += run;
+                }
+                1 => {
+                    let link = Link { prev: input.u32()?, next: input.u32()? };
+                    if link.prev as usize >= total || link.next as usize >= total {
+                        return Err(input.invalid("timer link out of range"));
+                    }
+                    self.links[index] = link;
+                    index += 1;
+                }
+                _ => return Err(input.invalid("unknown timer wheel record")),
+            }
+        }
+        for (index, link) in self.links.iter().enumerate() {
+            let linked = link.next != NIL;
+            let consistent = if linked {
+                self.links[link.next as usize].prev == index as u32
+                    && self.links[link.prev as usize].next == index as u32
+            } else {
+                link.prev == NIL
+            };
+            if !consistent {
+                return Err(input.invalid("timer lists are not consistently linked"));
+            }
+        }
+        for sentinel in self.node_count as usize..total {
+            if self.links[sentinel].next == NIL {
+                return Err(input.invalid("a timer list sentinel is unlinked"));
+            }
+        }
+        Ok(())
     }
 }
 

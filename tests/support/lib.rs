@@ -58,7 +58,7 @@ pub mod server {
             capture: None,
             durability: rush_runtime::journal::Durability::None,
             data_dir: None,
-            journal_segment_bytes: rush_runtime::journal::writer::SEGMENT_BYTES_MAX,
+            journal: rush_runtime::journal::JournalOptions::default(),
         }
     }
 

@@ -133,7 +133,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         capture: None,
         durability: rush_runtime::journal::Durability::None,
         data_dir: None,
-        journal_segment_bytes: rush_runtime::journal::writer::SEGMENT_BYTES_MAX,
+        journal: rush_runtime::journal::JournalOptions::default(),
     })
     .context("cannot start the demo server")?;
     println!(

@@ -151,6 +151,9 @@ struct CounterRow {
 struct JournalRow {
     durable: AtomicU64,
     stable: AtomicU64,
+    /// Per sender: how many of its messages this shard has received in stable entries
+    /// (the sender may then forget them: see `ShardCore`'s outbox and snapshots).
+    received_stable: Box<[AtomicU64]>,
 }
 
 /// Published levels of every shard; see the module documentation.
@@ -181,7 +184,12 @@ impl Board {
             columns_used: AtomicU32::new(0),
             cells,
             counters: (0..shard_count).map(|_| CounterRow::default()).collect(),
-            journal: (0..shard_count).map(|_| JournalRow::default()).collect(),
+            journal: (0..shard_count)
+                .map(|_| JournalRow {
+                    received_stable: (0..shard_count).map(|_| AtomicU64::new(0)).collect(),
+                    ..JournalRow::default()
+                })
+                .collect(),
         }
     }
 
@@ -207,6 +215,17 @@ impl Board {
         let row = &self.journal[shard as usize];
         row.durable.store(durable, Ordering::Relaxed);
         row.stable.store(stable, Ordering::Relaxed);
+    }
+
+    /// Publishes how many of `from`'s messages `shard` holds in stable entries. Called only
+    /// by `shard`'s own thread; Relaxed like `publish_journal`.
+    pub fn publish_received_stable(&self, shard: u32, from: u32, count: u64) {
+        self.journal[shard as usize].received_stable[from as usize].store(count, Ordering::Relaxed);
+    }
+
+    /// How many of `from`'s messages `shard` holds in stable entries.
+    pub fn received_stable_of(&self, shard: u32, from: u32) -> u64 {
+        self.journal[shard as usize].received_stable[from as usize].load(Ordering::Relaxed)
     }
 
     /// The last entry of `shard` known stable (0: none yet).

@@ -22,8 +22,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::journal::codec::{changes_state, Input};
+use crate::journal::snapshotter::SNAPSHOT_TOKEN;
 use crate::journal::{
-    JournalFault, JournalWrite, JournalWriter, SegmentFiles, SegmentPosition, Stability,
+    JournalFault, JournalWrite, JournalWriter, Outbox, OutboxMessage, Redelivery, SegmentFiles,
+    SegmentPosition, SnapshotCounters, SnapshotEvery, Snapshotter, Stability,
 };
 use crate::published::Board;
 use crate::ring::{channel, Consumer, Producer};
@@ -272,6 +274,9 @@ struct ShardJournal {
     /// shards acyclic (a receipt always depends on sends that happened earlier in time), and
     /// stability always makes progress (see `journal::stability`).
     sent_in: u64,
+    /// Messages sent that their receivers have not made stable (for snapshots).
+    outbox: Outbox,
+    snapshotter: Snapshotter,
 }
 
 /// What a recovered shard starts from (see `journal::recovery`).
@@ -284,6 +289,7 @@ pub struct JournalStart {
     /// Quota messages the recovered state sent to, and received from, each shard.
     pub sent: Vec<u64>,
     pub received: Vec<u64>,
+    pub snapshot_every: SnapshotEvery,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -411,15 +417,26 @@ impl ShardCore {
         let gating = start.writer.durability() == crate::journal::Durability::Sync;
         let shard_count = self.shard_count();
         self.board.publish_journal(self.shard, start.stable, start.stable);
+        // Everything recovered is stable, its receipts included.
+        for (from, &count) in self.received.iter().enumerate() {
+            self.board.publish_received_stable(self.shard, from as u32, count);
+        }
+        let snapshotter = Snapshotter::new(
+            self.shard,
+            start.files.directory().to_path_buf(),
+            start.snapshot_every,
+        );
         self.journal = Some(ShardJournal {
             writer: start.writer,
             files: start.files,
-            stability: Stability::new(self.shard, shard_count, start.stable),
+            stability: Stability::new(self.shard, shard_count, start.stable, &self.received),
             gating,
             held: VecDeque::new(),
             in_flight: None,
             fault_reported: None,
             sent_in: 0,
+            outbox: Outbox::new(shard_count),
+            snapshotter,
         });
     }
 
@@ -434,11 +451,21 @@ impl ShardCore {
         self.engine.jump_generations(jump)
     }
 
-    /// Queues a message recovery found sent but not received, as if just sent.
-    pub fn redeliver(&mut self, envelope: Envelope, cause: u64) {
+    /// Queues a message recovery found sent but not received (already counted in the
+    /// recovered `sent`), as if just sent.
+    pub fn redeliver(&mut self, redelivery: Redelivery) {
+        let Redelivery { envelope, link_sequence, cause_sequence } = redelivery;
         assert_eq!(envelope.from, self.shard);
-        self.sent[envelope.to as usize] += 1;
-        self.send_peer(envelope.to, Mail::Quota { envelope, cause });
+        assert!(link_sequence <= self.sent[envelope.to as usize], "counted by recovery");
+        if let Some(journal) = self.journal.as_mut() {
+            journal.outbox.push(OutboxMessage { envelope, link_sequence, cause_sequence });
+        }
+        self.send_peer(envelope.to, Mail::Quota { envelope, cause: cause_sequence });
+    }
+
+    /// What this shard's snapshots did, if the server is durable.
+    pub fn snapshot_counters(&self) -> Option<SnapshotCounters> {
+        self.journal.as_ref().map(|journal| journal.snapshotter.counters())
     }
 
     /// The journal's counters, fault and durable point, if the server is durable.
@@ -650,7 +677,7 @@ impl ShardCore {
             let input = Input::Message { envelope, link_sequence, cause_sequence: cause };
             journal.writer.append(now_ms, &input);
             let entry = journal.writer.applied_sequence();
-            journal.stability.note_receipt(from, entry, cause);
+            journal.stability.note_receipt(from, entry, cause, link_sequence);
         }
         self.engine.handle(now_ms, &envelope);
     }
@@ -704,6 +731,11 @@ impl ShardCore {
         }
         for envelope in envelopes.drain(..) {
             self.sent[envelope.to as usize] += 1;
+            if let Some(journal) = self.journal.as_mut() {
+                let link_sequence = self.sent[envelope.to as usize];
+                let message = OutboxMessage { envelope, link_sequence, cause_sequence: cause };
+                journal.outbox.push(message);
+            }
             self.send_peer(envelope.to, Mail::Quota { envelope, cause });
         }
         self.envelope_scratch = envelopes;
@@ -772,6 +804,14 @@ impl ShardCore {
         let Some(mut journal) = self.journal.take() else { return 0 };
         let mut work = 0;
         while let Some(synced) = storage.take_synced() {
+            if synced.token & SNAPSHOT_TOKEN != 0 {
+                if let Some(next) = journal.snapshotter.on_synced(synced) {
+                    let submitted = storage.write_and_sync(next);
+                    assert!(submitted.is_ok(), "a driver refused the one snapshot write");
+                }
+                work += 1;
+                continue;
+            }
             let (last_sequence, position) = journal.in_flight.take().expect("a write in flight");
             assert_eq!(synced.token, last_sequence, "the completion of the write in flight");
             let write = JournalWrite { position, bytes: synced.bytes, last_sequence };
@@ -803,11 +843,39 @@ impl ShardCore {
         let stable = journal.stability.update(durable, |peer| board.stable_of(peer));
         board.publish_journal(self.shard, durable, stable);
         if stable > before {
+            for from in 0..self.doorbells.len() as u32 {
+                let count = journal.stability.received_stable(from);
+                board.publish_received_stable(self.shard, from, count);
+            }
             for peer in 0..self.doorbells.len() as u32 {
                 if peer != self.shard {
                     self.doorbells[peer as usize].wake();
                 }
             }
+        }
+        // Snapshots: forget what receivers made stable; install the one written once its
+        // entry is stable; capture a new one when due (its write goes out below, with the
+        // entry it sealed).
+        for to in 0..self.doorbells.len() as u32 {
+            journal.outbox.prune(to, board.received_stable_of(to, self.shard));
+        }
+        journal.snapshotter.install_if_stable(stable);
+        if fault.is_none()
+            && journal.snapshotter.due(&journal.writer)
+            && journal.outbox.complete(|to| board.received_stable_of(to, self.shard))
+        {
+            let write = journal.snapshotter.capture(
+                &mut journal.writer,
+                &self.engine,
+                &self.sent,
+                &self.received,
+                &journal.outbox,
+            );
+            if let Some(write) = write {
+                let submitted = storage.write_and_sync(write);
+                assert!(submitted.is_ok(), "a driver refused the one snapshot write");
+            }
+            work += 1;
         }
         // Replies whose entry is stable leave; during a fault, every held one leaves (a
         // state change with its outcome unknown: UNAVAILABLE).
@@ -877,7 +945,10 @@ impl ShardCore {
     /// every held reply left (a stopping shard waits for it). Always true without one.
     pub fn journal_settled(&self) -> bool {
         self.journal.as_ref().is_none_or(|journal| {
-            journal.writer.idle() && journal.held.is_empty() && journal.in_flight.is_none()
+            journal.writer.idle()
+                && journal.held.is_empty()
+                && journal.in_flight.is_none()
+                && !journal.snapshotter.writing()
         })
     }
 

@@ -23,6 +23,7 @@ mod queries;
 mod quota;
 mod reserve;
 mod slots;
+mod snapshot;
 mod state_hash;
 mod time;
 

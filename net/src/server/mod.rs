@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use rush_engine::quota::route;
 use rush_engine::{ConfigError, Engine, Request, ResultCode};
-use rush_runtime::journal::{start_durable_with, DataDir, Durability, RecoveryReport, StartError};
+use rush_runtime::journal::{
+    start_durable_with, DataDir, Durability, JournalOptions, RecoveryReport, StartError,
+};
 use rush_runtime::{
     pin_plan, quiesce, unix_ms, Board, Doorbell, InlineWrites, LoopCounters, LoopOptions, Mesh,
     RuntimeConfig, ShardCore, StopState,
@@ -133,8 +135,8 @@ pub struct ServerConfig {
     pub durability: Durability,
     /// The data directory of a durable server (journals), locked while it runs.
     pub data_dir: Option<PathBuf>,
-    /// Journal segment files are switched before they pass this many bytes.
-    pub journal_segment_bytes: u64,
+    /// Segment size and snapshot period of the journal.
+    pub journal: JournalOptions,
 }
 
 /// Why the server could not start or stopped badly.
@@ -277,9 +279,8 @@ impl Server {
             (durability, Some(path)) => {
                 let now_ms = shards.iter().map(|shard| shard.engine().now_ms()).max().unwrap_or(0);
                 let now_ms = now_ms.max(unix_ms());
-                let segment_bytes = config.journal_segment_bytes;
                 let (data_dir, report) =
-                    start_durable_with(&mut shards, path, durability, now_ms, segment_bytes)
+                    start_durable_with(&mut shards, path, durability, now_ms, config.journal)
                         .map_err(ServerError::Durability)?;
                 if !report.fresh {
                     for line in report.lines() {

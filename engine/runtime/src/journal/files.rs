@@ -143,11 +143,14 @@ impl DataDir {
             // A directory whose journals are all empty (a server that never took a request)
             // is as good as new.
             data_dir.fresh = (0..shard_count).all(|shard| {
-                data_dir.segments(shard).is_ok_and(|segments| {
-                    segments.iter().all(|(_, path)| {
-                        std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
+                let no_snapshot = super::snapshot::list_snapshots(&data_dir.shard_path(shard))
+                    .is_ok_and(|listing| listing.finished.is_empty());
+                no_snapshot
+                    && data_dir.segments(shard).is_ok_and(|segments| {
+                        segments.iter().all(|(_, path)| {
+                            std::fs::metadata(path).is_ok_and(|metadata| metadata.len() == 0)
+                        })
                     })
-                })
             });
         }
         Ok(data_dir)
@@ -288,6 +291,11 @@ pub struct SegmentFiles {
 impl SegmentFiles {
     pub fn new(directory: PathBuf) -> SegmentFiles {
         SegmentFiles { directory, current: None }
+    }
+
+    /// The shard directory the segments are in.
+    pub fn directory(&self) -> &Path {
+        &self.directory
     }
 
     /// The file a write at `position` goes to: the current segment, or a new one (created,

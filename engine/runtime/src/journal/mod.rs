@@ -8,6 +8,8 @@
 //! - `scan`: reading a journal back, torn tail versus corruption;
 //! - `recovery`: the consistent cut across shards, replay, redelivery;
 //! - `files`: the data directory, its lock, segment files;
+//! - `snapshot`: a shard's snapshot file (engine state, links, messages to redeliver);
+//! - `snapshotter`: taking snapshots while a shard runs, and the outbox they carry;
 //! - `stability`: which entries are durable here and on every shard they depend on;
 //! - `start`: a durable server's start (open, recover, install, journal the start).
 
@@ -16,16 +18,21 @@ pub mod files;
 pub mod format;
 pub mod recovery;
 pub mod scan;
+pub mod snapshot;
+pub mod snapshotter;
 pub mod stability;
 pub mod start;
 pub mod writer;
 
 pub use codec::Input;
 pub use files::{list_segments, DataDir, DataDirError, SegmentFiles};
-pub use recovery::{recover, Recovered, RecoveredShard, RecoveryError, Redelivery};
+pub use recovery::{recover, Recovered, RecoveredShard, RecoveryError, Redelivery, SnapshotStart};
+pub use snapshot::{OutboxMessage, SnapshotEvery, SNAPSHOT_EVERY_DEFAULT};
+pub use snapshotter::{Outbox, SnapshotCounters, Snapshotter};
 pub use stability::Stability;
 pub use start::{
-    replay_directory, start_durable, start_durable_with, RecoveryReport, ShardRecovery, StartError,
+    replay_directory, start_durable, start_durable_with, JournalOptions, RecoveryReport,
+    ShardRecovery, StartError,
 };
 pub use writer::{
     Durability, JournalCounters, JournalFault, JournalWrite, JournalWriter, SegmentPosition,

@@ -209,6 +209,11 @@ impl JournalWriter {
         }
     }
 
+    /// `checksum_header` of the last sealed entry (what the next one chains to).
+    pub fn checksum_previous(&self) -> u64 {
+        self.checksum_previous
+    }
+
     /// Every entry up to this one is on stable storage.
     pub fn durable_sequence(&self) -> u64 {
         self.durable_sequence
