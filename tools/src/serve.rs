@@ -58,7 +58,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         capture: args.capture.clone(),
         durability: settings.durability,
         data_dir: Some(settings.data_dir.clone()),
-        journal_segment_bytes: rush_runtime::journal::writer::SEGMENT_BYTES_MAX,
+        journal_segment_bytes: settings.journal_segment_bytes,
     };
     let (server, signal) = run_until_stop_signal(|| {
         let server = Server::start(config).context("cannot start the server")?;
