@@ -683,6 +683,7 @@ mod tests {
             ("inbound_bytes_max", limits.inbound_bytes_max as u64),
             ("outbound_bytes_max", limits.outbound_bytes_max as u64),
             ("parked_max", u64::from(settings.runtime.parked_max)),
+            ("journal_segment_bytes", settings.journal_segment_bytes),
         ] {
             assert_eq!(number(key), value, "docs/PROTOCOL.md section 11: {key}");
         }
