@@ -1,7 +1,8 @@
-//! Reading a data directory for `dump` and `stats`: without its lock and without changing
-//! anything (they work on a directory a server is using), every shard's segments validated
-//! by the same `scan` a server start runs, and what precedes a damaged entry kept so it can
-//! be shown.
+//! What the journal commands share: the data directory checked and its META read (no lock
+//! taken), and for `dump` and `stats` the segments read without the lock and without
+//! changing anything (they work on a directory a server is using), every shard validated by
+//! the same `scan` a server start runs, with what precedes a damaged entry kept so it can be
+//! shown.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
