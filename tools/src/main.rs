@@ -7,6 +7,8 @@
 //! - `rush bench` drives load at a server (open or closed loop), measures latency as wrk2
 //!   does and checks the server's invariants afterwards (see `bench/mod.rs`); `rush plot`
 //!   plots its `.hgrm` files (see `measure/plot.rs`).
+//! - `rush journal verify|dump|stats` looks inside a data directory: whether a start would
+//!   recover it (and what), every journaled input, counts (see `journal/mod.rs`).
 //! - `rush decode` explains frames byte by byte for people writing a client from
 //!   docs/PROTOCOL.md.
 //! - `rush capture --pcap` converts a tcpdump capture of the protocol into a Rush capture;
@@ -30,6 +32,7 @@ use rush_net::protocol::{decode_request, decode_response};
 mod bench;
 mod capture;
 mod demo;
+mod journal;
 mod measure;
 mod sale;
 mod serve;
@@ -69,6 +72,8 @@ enum Command {
         #[arg(short, long)]
         output: std::path::PathBuf,
     },
+    /// Look inside a data directory: verify it as a start would, dump it, count it.
+    Journal(journal::JournalArgs),
     /// Decode protocol frames given as hex (spaces and newlines allowed) and print them.
     Decode {
         /// The bytes, in hex. Several frames may follow each other.
@@ -98,6 +103,10 @@ fn main() -> ExitCode {
             Err(error) => Err(error),
         },
         Command::Plot { inputs, output } => measure::plot::plot_files(&inputs, &output),
+        Command::Journal(args) => match journal::run(&args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,7 +58,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         capture: args.capture.clone(),
         durability: settings.durability,
         data_dir: Some(settings.data_dir.clone()),
-        journal: rush_runtime::journal::JournalOptions::default(),
+        journal: rush_runtime::journal::JournalOptions {
+            segment_bytes_max: settings.journal_segment_bytes,
+            snapshot_every: settings.snapshot_every,
+        },
     };
     let (server, signal) = run_until_stop_signal(|| {
         let server = Server::start(config).context("cannot start the server")?;
@@ -137,10 +140,11 @@ fn durability_line(server: &Server, settings: &Settings) -> String {
     match server.data_dir() {
         None => "durability none: in memory only (a restart forgets everything)".to_string(),
         Some(path) => format!(
-            "durability {}, data directory {}{}",
+            "durability {}, data directory {}{}, a snapshot every {}",
             settings.durability,
             path.display(),
-            if server.prewarmed() { " (new)" } else { " (recovered)" }
+            if server.prewarmed() { " (new)" } else { " (recovered)" },
+            settings.snapshot_every
         ),
     }
 }

@@ -12,6 +12,8 @@
 //! | sale | `--sale FILE` | `sale = "FILE"` (relative to the config file) | the embedded demo sale |
 //! | data directory | `--data-dir DIR` | `data_dir = "DIR"` (relative to the config file) | `rush-data` in the working directory |
 //! | durability | `--durability sync\|interval:MS\|none` | `durability = "..."` | `sync` |
+//! | journal segment size | `--journal-segment-bytes BYTES` (1024..=1 GiB) | `journal_segment_bytes = BYTES` | 64 MiB ([`JOURNAL_SEGMENT_BYTES_DEFAULT`]) |
+//! | snapshot period | `--snapshot-every N\|NMB\|never` (records ≥ 100, or a size ≥ 64KB) | `snapshot_every = "..."` | `256MB` of journal ([`SNAPSHOT_EVERY_DEFAULT`]) |
 //! | ring capacity | — | `ring_capacity` | 4096 |
 //! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per shard) |
 //! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
@@ -27,7 +29,7 @@ use anyhow::{anyhow, bail, Context};
 use rush_engine::quota::Placement;
 use rush_engine::Config;
 use rush_net::server::{BackendChoice, ConnLimits, ShardPorts, BACKEND_ENV};
-use rush_runtime::journal::Durability;
+use rush_runtime::journal::{Durability, SnapshotEvery, SNAPSHOT_EVERY_DEFAULT};
 use rush_runtime::ring::RING_CAPACITY_MAX;
 use rush_runtime::RuntimeConfig;
 use serde::Deserialize;
@@ -43,6 +45,13 @@ pub const SHARD_PORT_OFFSET: u16 = 100;
 pub const DATA_DIR_DEFAULT: &str = "rush-data";
 /// Ring capacity when the file gives none.
 pub const RING_CAPACITY_DEFAULT: usize = 4096;
+/// Journal segment files are switched before they pass this size, unless set.
+pub const JOURNAL_SEGMENT_BYTES_DEFAULT: u64 = rush_runtime::journal::writer::SEGMENT_BYTES_MAX;
+/// The smallest segment size: the journal writer's own floor (it asserts it).
+pub const JOURNAL_SEGMENT_BYTES_MIN: u64 = 1024;
+/// The largest segment size: recovery reads a segment into memory whole, so a segment stays
+/// a size a start can hold next to the engines.
+pub const JOURNAL_SEGMENT_BYTES_MAX: u64 = 1 << 30;
 
 /// The engine capacities of each shard when the config file sets none:
 /// `rush_engine::Config::default()` (1,000,000 reservations and request keys, 100,000
@@ -100,6 +109,19 @@ pub struct ServeArgs {
     /// state stays consistent); none: in memory only [default: sync]
     #[arg(long, value_name = "sync|interval:MS|none")]
     pub durability: Option<Durability>,
+    /// Journal segment files are switched before they pass this size, 1024 to 1073741824
+    /// (smaller segments: more files, each read whole at a start) [default: 67108864]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(JOURNAL_SEGMENT_BYTES_MIN..=JOURNAL_SEGMENT_BYTES_MAX))]
+    pub journal_segment_bytes: Option<u64>,
+    /// Each shard snapshots its state after this much journal: N records (at least 100),
+    /// a size such as 256MB (at least 64KB), or never; older segments are then deleted
+    /// [default: 256MB]
+    #[arg(long, value_name = "N|SIZE|never", value_parser = parse_snapshot_every)]
+    pub snapshot_every: Option<SnapshotEvery>,
+}
+
+fn parse_snapshot_every(value: &str) -> Result<SnapshotEvery, String> {
+    SnapshotEvery::parse(value)
 }
 
 fn parse_backend(value: &str) -> Result<BackendChoice, String> {
@@ -172,6 +194,8 @@ pub struct Settings {
     pub durability: Durability,
     /// The data directory (unused with durability `none`).
     pub data_dir: PathBuf,
+    pub journal_segment_bytes: u64,
+    pub snapshot_every: SnapshotEvery,
 }
 
 /// The `--config` file as written. Every key is optional.
@@ -187,6 +211,8 @@ struct ConfigDoc {
     sale: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     durability: Option<String>,
+    journal_segment_bytes: Option<u64>,
+    snapshot_every: Option<String>,
     ring_capacity: Option<usize>,
     sku_max: Option<u32>,
     account_max: Option<u32>,
@@ -220,12 +246,20 @@ pub struct ConfigFile {
     sale: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     durability: Option<Durability>,
+    journal_segment_bytes: Option<u64>,
+    snapshot_every: Option<SnapshotEvery>,
     ring_capacity: usize,
     engine: Config,
     limits: ConnLimits,
 }
 
 impl ConfigFile {
+    /// The engine capacities the file gives, on the defaults (`rush journal verify` replays
+    /// with what `rush serve` ran with).
+    pub fn engine(&self) -> Config {
+        self.engine
+    }
+
     /// Reads and checks a config file; every error names the file.
     pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
         let text = std::fs::read_to_string(path)
@@ -277,6 +311,20 @@ impl ConfigFile {
         };
         let durability = match &doc.durability {
             Some(text) => Some(text.parse::<Durability>().map_err(|e| key("durability", e))?),
+            None => None,
+        };
+        if let Some(bytes) = doc.journal_segment_bytes {
+            if !(JOURNAL_SEGMENT_BYTES_MIN..=JOURNAL_SEGMENT_BYTES_MAX).contains(&bytes) {
+                return Err(key(
+                    "journal_segment_bytes",
+                    format!(
+                        "{bytes} is not {JOURNAL_SEGMENT_BYTES_MIN}..={JOURNAL_SEGMENT_BYTES_MAX}"
+                    ),
+                ));
+            }
+        }
+        let snapshot_every = match &doc.snapshot_every {
+            Some(text) => Some(SnapshotEvery::parse(text).map_err(|e| key("snapshot_every", e))?),
             None => None,
         };
         let ring_capacity = doc.ring_capacity.unwrap_or(RING_CAPACITY_DEFAULT);
@@ -335,6 +383,8 @@ impl ConfigFile {
             sale,
             data_dir,
             durability,
+            journal_segment_bytes: doc.journal_segment_bytes,
+            snapshot_every,
             ring_capacity,
             engine,
             limits,
@@ -456,6 +506,14 @@ impl Settings {
                 .clone()
                 .or(file.and_then(|file| file.data_dir.clone()))
                 .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
+            journal_segment_bytes: args
+                .journal_segment_bytes
+                .or(file.and_then(|file| file.journal_segment_bytes))
+                .unwrap_or(JOURNAL_SEGMENT_BYTES_DEFAULT),
+            snapshot_every: args
+                .snapshot_every
+                .or(file.and_then(|file| file.snapshot_every))
+                .unwrap_or(SNAPSHOT_EVERY_DEFAULT),
         })
     }
 }
@@ -484,6 +542,8 @@ mod tests {
         assert_eq!(settings.runtime.engine, engine_default());
         assert_eq!(settings.limits, ConnLimits::default());
         assert_eq!(settings.sale, SaleSource::Demo);
+        assert_eq!(settings.journal_segment_bytes, JOURNAL_SEGMENT_BYTES_DEFAULT);
+        assert_eq!(settings.snapshot_every, SNAPSHOT_EVERY_DEFAULT);
         engine_default().validate().unwrap();
     }
 
@@ -515,6 +575,8 @@ mod tests {
             pipeline_max = 16
             inbound_bytes_max = 65536
             outbound_bytes_max = 32768
+            journal_segment_bytes = 4096
+            snapshot_every = "10000"
             "#,
         )
         .unwrap();
@@ -530,6 +592,11 @@ mod tests {
         assert_eq!(settings.runtime.ring_capacity, 1024);
         assert_eq!(settings.runtime.engine.quantity_max, 5);
         assert_eq!(settings.runtime.engine.request_key_retention_ms, 7_200_000);
+        assert_eq!(settings.journal_segment_bytes, 4096);
+        let args = ServeArgs { journal_segment_bytes: Some(1024), ..ServeArgs::default() };
+        let settings = Settings::resolve(&args, Some(&parsed), None, 2).unwrap();
+        assert_eq!(settings.journal_segment_bytes, 1024, "the flag overrides the file");
+        assert_eq!(settings.snapshot_every, SnapshotEvery::Inputs(10_000));
         assert_eq!(
             settings.limits,
             ConnLimits {
@@ -641,6 +708,7 @@ mod tests {
             ("inbound_bytes_max", limits.inbound_bytes_max as u64),
             ("outbound_bytes_max", limits.outbound_bytes_max as u64),
             ("parked_max", u64::from(settings.runtime.parked_max)),
+            ("journal_segment_bytes", settings.journal_segment_bytes),
         ] {
             assert_eq!(number(key), value, "docs/PROTOCOL.md section 11: {key}");
         }
@@ -672,6 +740,10 @@ mod tests {
             ("pipeline_max = 2000000", "`pipeline_max`"),
             ("inbound_bytes_max = 10", "`inbound_bytes_max`"),
             ("outbound_bytes_max = 0", "`outbound_bytes_max`"),
+            ("snapshot_every = \"5\"", "`snapshot_every`"),
+            ("snapshot_every = \"12XB\"", "`snapshot_every`"),
+            ("journal_segment_bytes = 1023", "`journal_segment_bytes`"),
+            ("journal_segment_bytes = 1073741825", "`journal_segment_bytes`"),
         ] {
             let message = error(text);
             assert!(message.contains(key), "{text}: {message}");

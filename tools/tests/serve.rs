@@ -1,5 +1,6 @@
 //! `rush serve` as a process: start-up log, a reservation against the demo sale, and a clean
-//! exit on SIGTERM / SIGINT; a bad sale file fails fast and names the file.
+//! exit on SIGTERM / SIGINT; a bad sale file fails fast and names the file; a journal segment
+//! size out of range is refused (flag and config key).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -146,5 +147,36 @@ fn a_bad_sale_file_fails_and_names_the_file() {
     assert!(stderr.contains(sale.to_str().expect("utf-8 path")), "{stderr}");
     assert!(stderr.contains("duplicate SKU id 1"), "{stderr}");
     assert!(!stderr.contains("listening"), "{stderr}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn a_journal_segment_size_out_of_range_is_refused() {
+    for (args, words) in [
+        (vec!["--journal-segment-bytes", "1023"], "1024"),
+        (vec!["--journal-segment-bytes", "1073741825"], "1073741824"),
+    ] {
+        let output = Command::new(RUSH)
+            .arg("serve")
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rush serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--journal-segment-bytes") && stderr.contains(words), "{stderr}");
+    }
+    let dir = temp_dir("segment-bytes");
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, "journal_segment_bytes = 512\n").expect("write config");
+    let output = Command::new(RUSH)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rush serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("`journal_segment_bytes`") && stderr.contains("512"), "{stderr}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -231,6 +231,22 @@ pub fn segment_name(first_sequence: u64) -> String {
     format!("journal-{first_sequence:020}.rjl")
 }
 
+/// The shard count `path`'s META records, read without taking the lock or changing anything
+/// (for tools that inspect a data directory, possibly one a server is using).
+pub fn read_meta(path: &Path) -> Result<u32, DataDirError> {
+    let meta_path = path.join(META);
+    match std::fs::read_to_string(&meta_path) {
+        Ok(text) => {
+            parse_meta(&text).map_err(|reason| DataDirError::Meta { path: meta_path, reason })
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(DataDirError::Meta {
+            path: path.to_path_buf(),
+            reason: "not a data directory (no META)".into(),
+        }),
+        Err(error) => Err(DataDirError::Io { path: meta_path, error }),
+    }
+}
+
 fn parse_meta(text: &str) -> Result<u32, String> {
     let mut lines = text.lines();
     if lines.next() != Some("rush data directory") {

@@ -25,7 +25,7 @@ pub mod start;
 pub mod writer;
 
 pub use codec::Input;
-pub use files::{list_segments, DataDir, DataDirError, SegmentFiles};
+pub use files::{list_segments, read_meta, DataDir, DataDirError, SegmentFiles};
 pub use recovery::{recover, Recovered, RecoveredShard, RecoveryError, Redelivery, SnapshotStart};
 pub use snapshot::{OutboxMessage, SnapshotEvery, SNAPSHOT_EVERY_DEFAULT};
 pub use snapshotter::{Outbox, SnapshotCounters, Snapshotter};
