@@ -10,6 +10,9 @@
 //! Interval mode: the same invariants (consistency), not completeness: up to the interval's
 //! worth of acknowledged work may be gone.
 //!
+//! The server snapshots every 200 records, so kills also land around snapshots (written,
+//! installed, segments deleted) and restarts start from them.
+//!
 //! `RUSH_KILL_CYCLES=<n>` runs longer campaigns (default 20 kills per backend and mode).
 
 mod support;
@@ -197,6 +200,12 @@ fn campaign(backend: &str, durability: &str) {
             durability,
             "--data-dir",
             data_dir.to_str().expect("utf-8"),
+            // Frequent snapshots and small segments: kills land before, during and after
+            // snapshots and the deletions that follow them.
+            "--snapshot-every",
+            "200",
+            "--journal-segment-bytes",
+            "16384",
             "--sale",
             sale.to_str().expect("utf-8"),
             "--config",
@@ -252,6 +261,8 @@ fn campaign(backend: &str, durability: &str) {
     check_invariants(public, admin, &format!("{backend} {durability}, final"));
     let recovered = served.log.iter().any(|line| line.contains("recovered shard"));
     assert!(recovered, "the restart logs what it recovered: {:?}", served.log);
+    let from_snapshot = served.log.iter().any(|line| line.contains("snapshot of entry"));
+    assert!(from_snapshot, "the campaign recovered from a snapshot: {:?}", served.log);
     served.signal(Signal::SIGTERM);
     let (status, _) = served.wait();
     assert!(status.success());
