@@ -302,7 +302,7 @@ fn the_documented_limits_and_defaults_are_the_codes() {
     use rush_runtime::shard::PARKED_MAX_DEFAULT;
     let engine = rush_engine::Config::default();
     let limits = ConnLimits::default();
-    let expected: [(&str, Option<u64>); 18] = [
+    let expected: [(&str, Option<u64>); 19] = [
         ("sku_max", None),
         ("account_max", None),
         ("reservation_max", Some(engine.reservation_max.into())),
@@ -320,6 +320,7 @@ fn the_documented_limits_and_defaults_are_the_codes() {
         ("inbound_bytes_max", Some(limits.inbound_bytes_max as u64)),
         ("outbound_bytes_max", Some(limits.outbound_bytes_max as u64)),
         ("parked_max", Some(PARKED_MAX_DEFAULT.into())),
+        ("OUTBOX_LINK_MAX", Some(rush_runtime::journal::snapshotter::OUTBOX_LINK_MAX as u64)),
         ("—", Some(SHUTDOWN_GRACE.as_millis() as u64)),
     ];
     let rows = section_table("## 11. Server limits and defaults");
