@@ -7,9 +7,11 @@
 # What it does:
 # - installs redis-server (Debian package) if it is missing;
 # - starts its own Redis on a free loopback port with persistence off, and its own
-#   `rush serve` on free ports (1 shard by default, RUSH_SHARDS=N for more: Redis runs
-#   its commands on one thread, and this 2-core machine must also run the driver, so one
-#   core each is the like-for-like setting); stops both by pid on exit;
+#   `rush serve` on free ports, in memory (`--durability none`, as Redis runs without
+#   persistence here; benches/durability_compare.sh compares the durable modes), 1 shard
+#   by default (RUSH_SHARDS=N for more: Redis runs its commands on one thread, and this
+#   2-core machine must also run the driver, so one core each is the like-for-like
+#   setting); stops both by pid on exit;
 # - runs `rush bench -w seckill-hot` against both: the same driver, the same connection
 #   count and pipeline depth, latency from each request's intended send time. Against Redis
 #   the driver speaks RESP and calls a Lua script doing what Rush does for a RESERVE: the
@@ -65,7 +67,7 @@ pids+=($!)
 rush_port=$(free_port)
 admin_port=$(free_port)
 "$rush" serve --listen "127.0.0.1:$rush_port" --admin-listen "127.0.0.1:$admin_port" \
-    --shard-ports auto --shards "${RUSH_SHARDS:-1}" >"$work/rush.log" 2>&1 &
+    --shard-ports auto --shards "${RUSH_SHARDS:-1}" --durability none >"$work/rush.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 100); do

@@ -117,6 +117,26 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "stopped; connections accepted: {accepted}, frames: {frames} (bad: {bad_frames}, \
          unauthorized: {unauthorized})"
     ));
+    let journals: Vec<_> = report.shards.iter().filter_map(|shard| shard.journal).collect();
+    if !journals.is_empty() {
+        let (mut inputs, mut writes, mut bytes) = (0, 0, 0);
+        let (mut taken, mut installed, mut pause_ns_max) = (0, 0, 0);
+        for (journal, snapshots) in &journals {
+            inputs += journal.inputs;
+            writes += journal.writes;
+            bytes += journal.bytes_written;
+            taken += snapshots.taken;
+            installed += snapshots.installed;
+            pause_ns_max = pause_ns_max.max(snapshots.pause_ns_max);
+        }
+        log(&format!(
+            "journal: {inputs} records, {writes} writes + fdatasyncs ({:.1} records each), \
+             {bytes} bytes; snapshots: {taken} taken, {installed} installed, longest capture \
+             pause {:.3} ms",
+            inputs as f64 / writes.max(1) as f64,
+            pause_ns_max as f64 / 1e6
+        ));
+    }
     if let Some((written, dropped)) = report.capture {
         log(&format!("capture: {written} records written, {dropped} dropped"));
     }

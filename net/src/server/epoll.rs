@@ -69,7 +69,14 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Resul
     let mut driver = EpollDriver::new(listeners, connections, core)?;
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
-    Ok(ShardReport { counters: driver.connections.counters, loop_counters })
+    Ok(ShardReport {
+        counters: driver.connections.counters,
+        loop_counters,
+        journal: core
+            .journal_status()
+            .zip(core.snapshot_counters())
+            .map(|((journal, _, _), snapshots)| (journal, snapshots)),
+    })
 }
 
 impl EpollDriver {

@@ -32,7 +32,8 @@ use std::time::Duration;
 use rush_engine::quota::route;
 use rush_engine::{ConfigError, Engine, Request, ResultCode};
 use rush_runtime::journal::{
-    start_durable_with, DataDir, Durability, JournalOptions, RecoveryReport, StartError,
+    start_durable_with, DataDir, Durability, JournalCounters, JournalOptions, RecoveryReport,
+    SnapshotCounters, StartError,
 };
 use rush_runtime::{
     pin_plan, quiesce, unix_ms, Board, Doorbell, InlineWrites, LoopCounters, LoopOptions, Mesh,
@@ -211,6 +212,8 @@ pub(crate) struct ShardIo<'a> {
 pub struct ShardReport {
     pub counters: NetCounters,
     pub loop_counters: LoopCounters,
+    /// A durable server's journal and snapshot counters.
+    pub journal: Option<(JournalCounters, SnapshotCounters)>,
 }
 
 /// What the server leaves when it stops: the quiescent engines and each shard's counters.

@@ -235,7 +235,14 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Resul
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
     driver.close_all();
-    let report = ShardReport { counters: driver.connections.counters, loop_counters };
+    let report = ShardReport {
+        counters: driver.connections.counters,
+        loop_counters,
+        journal: core
+            .journal_status()
+            .zip(core.snapshot_counters())
+            .map(|((journal, _, _), snapshots)| (journal, snapshots)),
+    };
     drop(driver);
     Ok(report)
 }
