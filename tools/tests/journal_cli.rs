@@ -72,7 +72,12 @@ impl Scratch {
 
     /// `rush serve` on the data directory: 2 shards, 1 KiB segments.
     fn serve(&self) -> Served {
-        Served::start([
+        self.serve_with(&[])
+    }
+
+    /// [`Scratch::serve`] with more flags.
+    fn serve_with(&self, extra: &[&str]) -> Served {
+        let base = [
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
@@ -90,7 +95,8 @@ impl Scratch {
             self.sale.to_str().expect("utf-8 path"),
             "--config",
             self.config(),
-        ])
+        ];
+        Served::start(base.iter().chain(extra).copied())
     }
 
     /// A server run with some of everything, stopped with SIGTERM.
@@ -412,6 +418,38 @@ fn verify_stats_and_dump_agree_on_a_cleanly_stopped_directory() {
     assert!(lines.iter().all(|line| line.shard == 1), "{lines:?}");
     let sequences: BTreeSet<u64> = lines.iter().map(|line| line.sequence).collect();
     assert_eq!(sequences, BTreeSet::from([5, 6, 7]));
+}
+
+#[test]
+fn a_damaged_snapshot_fails_verify_like_a_server_start() {
+    let scratch = Scratch::new();
+    let mut served = scratch.serve_with(&["--snapshot-every", "100"]);
+    let (public, admin) = served.listening();
+    traffic(public, admin.expect("admin listener"));
+    stop(&mut served);
+    let snapshot = (0..2)
+        .flat_map(|shard| {
+            let directory = scratch.data.join(format!("shard-{shard:03}"));
+            rush_runtime::journal::snapshot::list_snapshots(&directory).expect("list").finished
+        })
+        .map(|(_, path)| path)
+        .next()
+        .expect("a snapshot every 100 records: at least one shard took one");
+    let output = scratch.verify();
+    assert_eq!(output.status.code(), Some(0), "intact: {}", describe(&output));
+
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&snapshot).expect("open");
+    let mut byte = [0_u8];
+    file.read_exact_at(&mut byte, 200).expect("read");
+    file.write_all_at(&[byte[0] ^ 0x01], 200).expect("write");
+    drop(file);
+    let output = scratch.verify();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    let name = snapshot.to_str().expect("utf-8");
+    assert!(stderr.contains(&format!("{name}: offset 96: snapshot body checksum")), "{stderr}");
+    let server = start_failure(&scratch);
+    assert!(stderr.lines().any(|line| line.trim() == server), "server: {server}\nverify: {stderr}");
 }
 
 #[test]
