@@ -140,6 +140,28 @@ pub struct ServerConfig {
     pub journal: JournalOptions,
 }
 
+/// Takes the process down when a shard thread panics (a broken invariant: the shard stops
+/// rather than corrupt state). The other shards must not run on beside a dead one: its
+/// accounts would go unanswered, and in sync mode its peers' replies would wait forever for
+/// its stability. A crash is what durability is designed for: the restart recovers from
+/// the journals. So the unit of failure is the server, never one shard.
+struct AbortOnPanic {
+    shard: u32,
+}
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "rush: shard {} panicked: aborting the process (a restart recovers from the \
+                 journal)",
+                self.shard
+            );
+            std::process::abort();
+        }
+    }
+}
+
 /// Why the server could not start or stopped badly.
 #[derive(Debug)]
 pub enum ServerError {
@@ -357,6 +379,7 @@ impl Server {
             let handle = std::thread::Builder::new()
                 .name(format!("rush-shard-{shard_index}"))
                 .spawn(move || {
+                    let _abort_on_panic = AbortOnPanic { shard: shard_index };
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
