@@ -61,6 +61,13 @@ fn main() {
         assert_eq!(conversion.report.stats.frames, 3, "{name}: {}", conversion.report);
         files.push((name.into(), bytes));
     }
+    // What the fuzz target found (tools/src/capture/tests.rs pins it): a big-endian section,
+    // then a Process Information Block whose total length is 4.
+    let mut short = Vec::new();
+    short.extend_from_slice(&[0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 28, 0x1a, 0x2b, 0x3c, 0x4d]);
+    short.extend_from_slice(&[0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    short.extend_from_slice(&[0, 0, 0, 28, 0x80, 0, 0, 1, 0, 0, 0, 4, 3, 1, 0xff, 0x2c]);
+    files.push(("process-information-length-4.pcapng".into(), short));
     write(&seeds, "pcap_import", files);
 }
 
