@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Smoke run of the fuzz targets (tests/fuzz, docs/TESTING.md "Fuzzing"): builds them with
 # cargo-fuzz (installed when missing) and runs each for RUSH_FUZZ_SECONDS seconds (default
-# 20), starting from its committed seeds (seeds/TARGET) and the corpus earlier runs grew
-# (corpus/TARGET, not committed). Fails on any crash (a panic: a failed assertion or a bug),
-# on an input slower than 10 s (a hang), and on a target missing from the list below.
+# 20), starting from its committed seeds (seeds/TARGET) in a fresh temporary corpus, so a
+# run takes the same time wherever it runs (the corpus of longer campaigns, corpus/TARGET,
+# is theirs: see docs/TESTING.md). Fails on any crash (a panic: a failed assertion or a
+# bug), on an input slower than 10 s (a hang), and on a target missing from the list below.
 #
 #   bash tests/fuzz/smoke.sh                          # what CI runs (.ci/run)
 #   RUSH_FUZZ_SECONDS=600 bash tests/fuzz/smoke.sh    # a longer run of each target
@@ -52,19 +53,20 @@ echo "== building the fuzz targets (sanitizer: $sanitizer)"
 cargo fuzz build --fuzz-dir "$fuzz_dir" --sanitizer "$sanitizer"
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+corpus="$(mktemp -d)"
+trap 'rm -rf "$log" "$corpus"' EXIT
 start=$SECONDS
 for target in "${targets[@]}"; do
     echo "== fuzzing $target for ${seconds} s"
-    mkdir -p "$fuzz_dir/corpus/$target"
+    mkdir "$corpus/$target"
     # libFuzzer exits non-zero on a crash, a timeout or running out of memory; the input is
     # kept in tests/fuzz/artifacts/TARGET/ (replay it: cargo fuzz run TARGET FILE).
     status=0
-    "${fuzz[@]}" "$target" "$fuzz_dir/corpus/$target" "$fuzz_dir/seeds/$target" -- \
+    "${fuzz[@]}" "$target" "$corpus/$target" "$fuzz_dir/seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         >"$log" 2>&1 || status=$?
-    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)' \
-        "$log" || true
+    pattern='^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)'
+    grep -E "$pattern" "$log" || true
     if [ "$status" -ne 0 ]; then
         tail -n 60 "$log"
         echo "smoke.sh: fuzz target $target failed (exit status $status)"
