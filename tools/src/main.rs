@@ -30,14 +30,13 @@ use mimalloc::MiMalloc;
 use rush_net::protocol::{decode_request, decode_response};
 
 mod bench;
-mod capture;
 mod demo;
 mod journal;
-mod measure;
-mod sale;
 mod serve;
-mod settings;
 mod signals;
+
+// In the library (src/lib.rs), for the fuzz targets; `crate::sale` and the like resolve here.
+use rush_tools::{capture, measure, sale, settings};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;

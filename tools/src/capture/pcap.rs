@@ -9,7 +9,8 @@
 //!   Rush capture's magic);
 //! - the checks the crate does not make: pcap version 2.4, a timestamp fraction below one
 //!   second, at most [`MAX_PACKET_BYTES`] captured per packet, pcapng version 1, packets
-//!   naming an interface their section described, at most [`MAX_INTERFACES`] per section;
+//!   naming an interface their section described, at most [`MAX_INTERFACES`] per section,
+//!   pcapng blocks of at least 12 bytes (the crate's own check let shorter ones overflow);
 //! - pcapng's per-interface link type and timestamps. `if_tsresol` and `if_tsoffset` are
 //!   decoded here: the crate reads `if_tsoffset` as little-endian whatever the section's
 //!   byte order, and its resolution helper refuses every binary (`2^-n`) resolution;
@@ -386,8 +387,9 @@ impl<R: Read> PacketReader<R> {
     /// The next packet, or `None` at the end of the file.
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, PcapError> {
         loop {
+            let offset = self.blocks.reader().consumed() as u64;
+            self.check_block_length(offset)?;
             let reader = self.blocks.reader();
-            let offset = reader.consumed() as u64;
             match reader.next() {
                 Ok((length, block)) => {
                     let found = take_packet(&mut self.layout, block, offset, &mut self.packet)?;
@@ -419,6 +421,33 @@ impl<R: Read> PacketReader<R> {
                 }
             }
         }
+    }
+
+    /// pcapng: refuses a block whose total length is below 12 bytes (its type, its length
+    /// and its length again) before the crate parses it. pcap-parser 0.17 subtracts 12 from
+    /// the length once it is at least the block type's minimum, which it takes to be 4 for a
+    /// Process Information Block (type 0x80000001): lengths 4 to 11 overflowed (a panic
+    /// with overflow checks, found by the fuzz target `pcap_import`; a wrapped length
+    /// without). A Section Header Block is left to the crate, which requires 28 bytes of it
+    /// and reads its length in the block's own byte order.
+    fn check_block_length(&mut self, offset: u64) -> Result<(), PcapError> {
+        let Layout::PcapNg { big_endian, .. } = self.layout else {
+            return Ok(());
+        };
+        let data = self.blocks.reader().data();
+        let (Some(block_type), Some(length)) =
+            (u32_at(data, 0, big_endian), u32_at(data, 4, big_endian))
+        else {
+            return Ok(()); // The crate asks for the rest of the block header.
+        };
+        if block_type == BLOCK_SHB || length >= 12 {
+            return Ok(());
+        }
+        let what = self.structure_name();
+        Err(corrupt(
+            offset,
+            format!("{what} has total length {length} (at least 12: its type and lengths)"),
+        ))
     }
 
     /// The crate needs more bytes for the structure at `offset`: reads them, unless the

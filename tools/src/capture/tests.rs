@@ -939,6 +939,40 @@ fn large_blocks_grow_the_buffer_and_bad_lengths_in_large_files_are_refused() {
     }
 }
 
+/// Pins a panic the fuzz target `pcap_import` found: a pcapng block of type 0x80000001
+/// (Process Information) with a total length of 4 to 11 made pcap-parser 0.17 subtract 12
+/// from it ("attempt to subtract with overflow" with overflow checks, a length near 4 GiB
+/// without). Every block shorter than 12 bytes is refused, naming its offset and length.
+#[test]
+fn a_pcapng_block_shorter_than_its_header_is_refused() {
+    // The fuzz target's input, minimised: a big-endian section, then the short block.
+    let mut found = PcapNg::new(true);
+    found.bytes.extend_from_slice(&[0x80, 0, 0, 1, 0, 0, 0, 4, 3, 1, 0xff, 0x2c]);
+    let error = convert(&found.bytes[..], PORT).expect_err("refused");
+    let message = error.to_string();
+    assert!(matches!(error, PcapError::Corrupt { offset: 28, .. }), "{message}");
+    assert!(message.contains("total length 4 (at least 12"), "{message}");
+    for big_endian in [false, true] {
+        for block_type in [0x8000_0001, 0x8000_0002, 6, 3, 2, 1] {
+            for length in 0..12 {
+                let mut file = PcapNg::new(big_endian);
+                let (block_type, length) = (file.u32(block_type), file.u32(length));
+                file.bytes.extend_from_slice(&block_type);
+                file.bytes.extend_from_slice(&length);
+                file.bytes.extend_from_slice(&[0; 16]);
+                let error = convert(&file.bytes[..], PORT).expect_err("a short block");
+                assert!(matches!(error, PcapError::Corrupt { offset: 28, .. }), "{error}");
+            }
+        }
+        // A Process Information Block of 16 bytes (a process id, no options) is skipped like
+        // any block that holds no packet.
+        let mut file = PcapNg::new(big_endian);
+        file.block(0x8000_0001, &[0, 0, 0, 7]);
+        let conversion = convert(&file.bytes[..], PORT).expect("a process information block");
+        assert_eq!(conversion.report.packets, 0);
+    }
+}
+
 /// The real captures of tests/data, cut at every length and with every byte corrupted:
 /// each is converted or refused with an error, never a panic; a cut file converts only when
 /// the cut falls between two records or blocks.
