@@ -23,6 +23,8 @@ targets=(
     config_file
     capture_reader
     pcap_import
+    journal_reader
+    snapshot_reader
 )
 
 seconds="${RUSH_FUZZ_SECONDS:-20}"

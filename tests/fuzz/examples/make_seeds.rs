@@ -10,12 +10,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rush_engine::quota::{coordinator_shard, home_shard, Envelope, Message, Placement};
 use rush_engine::{
-    AccountView, Reply, ReplyBody, Request, ReservationState, ReservationView, Reserve, ResultCode,
-    SkuSpec, SkuView, Target, RESERVE_FLAG_PAY,
+    AccountView, Engine, Reply, ReplyBody, Request, ReservationState, ReservationView, Reserve,
+    ResultCode, SkuSpec, SkuView, Target, RESERVE_FLAG_PAY,
 };
 use rush_net::capture::{Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
 use rush_net::protocol::{encode_ping_response, encode_request, encode_response, Opcode, Topology};
+use rush_runtime::journal::codec::{changes_state, encode_input, Input};
+use rush_runtime::journal::format::encode_entry;
+use rush_runtime::journal::snapshot::{encode_snapshot_file, OutboxMessage, SnapshotParts};
 use rush_tools::capture::pcap::PacketReader;
 use rush_tools::capture::{capture_of, convert};
 use rush_tools::sale::DEMO_SALE;
@@ -69,6 +73,140 @@ fn main() {
     short.extend_from_slice(&[0, 0, 0, 28, 0x80, 0, 0, 1, 0, 0, 0, 4, 3, 1, 0xff, 0x2c]);
     files.push(("process-information-length-4.pcapng".into(), short));
     write(&seeds, "pcap_import", files);
+    write(&seeds, "journal_reader", journal_seeds());
+    write(&seeds, "snapshot_reader", snapshot_seeds());
+}
+
+/// Inputs of every kind: requests, messages, ticks, a start.
+fn journal_inputs() -> Vec<Input> {
+    let mut inputs = vec![Input::Tick, Input::Start { jump: 1 << 16 }];
+    inputs.extend(requests().into_iter().filter(changes_state).map(Input::Request));
+    let messages = [
+        Message::Acquire { sku: 9, reservation: 77, quantity: 2, deadline_ms: 5_000, wait: true },
+        Message::Grant { sku: 9, reservation: 77, quantity: 2, refill: 10 },
+        Message::Deny { sku: 9, reservation: 78, result: ResultCode::SoldOut },
+        Message::Release { sku: 9, quantity: 3 },
+        Message::Dry { sku: 9, dry: true },
+        Message::Adjust { sku: 9, delta: -4, key: 12 },
+    ];
+    for (index, message) in messages.into_iter().enumerate() {
+        inputs.push(Input::Message {
+            envelope: Envelope { from: 1, to: 0, message },
+            link_sequence: index as u64 + 1,
+            cause_sequence: 40 + index as u64,
+        });
+    }
+    inputs
+}
+
+/// Journal bytes: (mode 0) a segment of chained entries as a server writes them; (mode 1)
+/// the body of one entry.
+fn journal_seeds() -> Vec<(String, Vec<u8>)> {
+    let inputs = journal_inputs();
+    let mut segment = vec![0_u8];
+    let mut checksum = 0;
+    for (index, chunk) in inputs.chunks(3).enumerate() {
+        let mut body = Vec::new();
+        for input in chunk {
+            encode_input(input, &mut body);
+        }
+        let header = encode_entry(
+            0,
+            index as u64 + 1,
+            1_700_000_000_000 + index as u64,
+            checksum,
+            &body,
+            &mut segment,
+        );
+        checksum = header.checksum_header;
+    }
+    let mut torn = segment.clone();
+    torn.truncate(torn.len() - 20);
+    let mut body = vec![1_u8];
+    for input in &inputs {
+        encode_input(input, &mut body);
+    }
+    vec![("segment.rjl".into(), segment), ("torn.rjl".into(), torn), ("body.bin".into(), body)]
+}
+
+/// Snapshot files of small engines with some of everything, for 1 and 2 shards, as they are
+/// (mode 0, 2) and marked for checksum repair (mode 1, 3).
+fn snapshot_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    for shard_count in [1_u32, 2] {
+        let config = rush_fuzz::journal_engine_config();
+        let placement = Placement { shard: 0, shard_count };
+        let mut engine = Engine::new_shard(config, placement).expect("valid");
+        let now = 1_700_000_000_000;
+        let spec = SkuSpec {
+            sku: (1..).find(|&sku| coordinator_shard(sku, shard_count) == 0).expect("some SKU"),
+            stock_total: 6,
+            price: 5,
+            per_user_limit: 2,
+            hold_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+        };
+        engine.execute(now, &Request::PutSku(spec));
+        let homed: Vec<u64> =
+            (1..).filter(|&account| home_shard(account, shard_count) == 0).take(3).collect();
+        engine.execute(now, &Request::Deposit { account: homed[0], amount: 100, key: 1 });
+        for &account in &homed {
+            let reserve = Reserve {
+                account,
+                sku: spec.sku,
+                quantity: 1,
+                key: 5,
+                flags: if account == homed[0] { RESERVE_FLAG_PAY } else { 0 },
+                hold_ms: 0,
+                wait_ms: 0,
+            };
+            engine.execute(now + 1, &Request::Reserve(reserve));
+        }
+        engine.tick(now + 10);
+        engine.drain_events().for_each(drop);
+        let outbox: Vec<OutboxMessage> = engine
+            .drain_messages()
+            .enumerate()
+            .map(|(index, envelope)| OutboxMessage {
+                envelope,
+                link_sequence: index as u64 + 1,
+                cause_sequence: 3,
+            })
+            .collect();
+        let sent: Vec<u64> = (0..shard_count as usize)
+            .map(|to| outbox.iter().filter(|m| m.envelope.to as usize == to).count() as u64)
+            .collect();
+        let parts = SnapshotParts {
+            shard: 0,
+            sequence: 3,
+            checksum_previous: 0x1234,
+            now_ms: engine.now_ms(),
+            sent: &sent,
+            received: &vec![0; shard_count as usize],
+            outbox: &outbox,
+        };
+        let mut file = Vec::new();
+        encode_snapshot_file(&parts, &mut file, |out| {
+            let mut writer = rush_engine::snapshot::SnapshotWriter { bytes: std::mem::take(out) };
+            engine.encode_snapshot(&mut writer);
+            *out = writer.bytes;
+        });
+        // The seed must reach the engine's restore and pass it.
+        let decoded =
+            rush_runtime::journal::snapshot::decode_snapshot_file("seed", &file, 0, shard_count)
+                .expect("the seed decodes");
+        let restored =
+            Engine::restore_snapshot(config, placement, decoded.engine).expect("restores");
+        assert_eq!(restored.live_reservations(), 3);
+        let two = u8::from(shard_count == 2) << 1;
+        for repair in [0_u8, 1] {
+            let mut seed = vec![two | repair];
+            seed.extend_from_slice(&file);
+            seeds.push((format!("{shard_count}-shards-mode-{}.rsn", two | repair), seed));
+        }
+    }
+    seeds
 }
 
 fn write(seeds: &Path, target: &str, files: Vec<(String, Vec<u8>)>) {

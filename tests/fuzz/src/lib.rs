@@ -264,3 +264,40 @@ pub fn check_schedule(plan: &Plan) {
         }
     }
 }
+
+/// The engine capacities of the journal and snapshot targets: tiny, so that building an
+/// engine per input costs microseconds (the readers' checks do not depend on the sizes).
+pub fn journal_engine_config() -> rush_engine::Config {
+    rush_engine::Config {
+        sku_max: 4,
+        account_max: 8,
+        reservation_max: 8,
+        waitlist_max: 4,
+        request_key_max: 16,
+        request_key_retention_ms: 20_000,
+        limit_entry_max: 8,
+        quantity_max: 4,
+        hold_ms_default: 1_000,
+        hold_ms_max: 10_000,
+        wait_ms_max: 10_000,
+    }
+}
+
+/// `bytes` with a snapshot header's `body_length`, `checksum_body` and `checksum_header`
+/// made right, so that the fuzzer's inputs reach the body's decoders (random bytes almost
+/// never carry valid checksums). Shorter than a header: unchanged.
+pub fn with_snapshot_checksums(bytes: &[u8]) -> Vec<u8> {
+    use rush_runtime::journal::snapshot::SNAPSHOT_HEADER_SIZE;
+    use xxhash_rust::xxh3::xxh3_64;
+    let mut fixed = bytes.to_vec();
+    if fixed.len() < SNAPSHOT_HEADER_SIZE {
+        return fixed;
+    }
+    let body_length = (fixed.len() - SNAPSHOT_HEADER_SIZE) as u64;
+    fixed[64..72].copy_from_slice(&body_length.to_le_bytes());
+    let checksum_body = xxh3_64(&fixed[SNAPSHOT_HEADER_SIZE..]);
+    fixed[72..80].copy_from_slice(&checksum_body.to_le_bytes());
+    let checksum_header = xxh3_64(&fixed[..88]);
+    fixed[88..96].copy_from_slice(&checksum_header.to_le_bytes());
+    fixed
+}
