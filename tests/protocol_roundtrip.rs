@@ -645,8 +645,10 @@ fn invalid_response_fields() {
     let reply = Reply::with_body(ResultCode::Ok, ReplyBody::Reservation(view));
     let valid = encoded_response(Opcode::Reserve, REQUEST_ID, &reply);
     let frame = info(Opcode::Reserve, 64);
+    // The first code past the last one defined.
+    let unknown_code = ResultCode::ALL.len() as u8;
     for (offset, value, field) in
-        [(16, 21u8, "result"), (18, 0xff, "original_result"), (20, 7, "state")]
+        [(16, unknown_code, "result"), (18, 0xff, "original_result"), (20, 7, "state")]
     {
         let mut bytes = valid.clone();
         bytes[offset] = value;
