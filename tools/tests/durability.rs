@@ -75,12 +75,17 @@ fn effectful(reply: &Reply) -> bool {
 }
 
 /// Clients hammering the server until it dies; returns what was answered.
-fn load(public: SocketAddr, stop: Arc<AtomicBool>, keys: Arc<AtomicU64>) -> Vec<Answered> {
+fn load(
+    public: SocketAddr,
+    stop: Arc<AtomicBool>,
+    keys: Arc<AtomicU64>,
+    answers: Arc<AtomicU64>,
+) -> Vec<Answered> {
     let answered = Arc::new(Mutex::new(Vec::new()));
     let threads: Vec<_> = (0..4)
         .map(|thread| {
-            let (stop, keys, answered) =
-                (Arc::clone(&stop), Arc::clone(&keys), Arc::clone(&answered));
+            let (stop, keys, answered, answers) =
+                (Arc::clone(&stop), Arc::clone(&keys), Arc::clone(&answered), Arc::clone(&answers));
             std::thread::spawn(move || {
                 let Ok(mut client) = Client::connect(public) else { return };
                 let mut held: Vec<(u64, u64)> = Vec::new();
@@ -119,6 +124,7 @@ fn load(public: SocketAddr, stop: Arc<AtomicBool>, keys: Arc<AtomicU64>) -> Vec<
                         }
                     }
                     answered.lock().expect("lock").push(Answered { request, reply });
+                    answers.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -239,11 +245,20 @@ fn campaign(backend: &str, durability: &str) {
         check_invariants(public, admin, &label);
         // Load, and a kill at a moment that varies from cycle to cycle.
         let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(AtomicU64::new(0));
         let load_thread = {
-            let (stop, keys) = (Arc::clone(&stop), Arc::clone(&keys));
-            std::thread::spawn(move || load(public, stop, keys))
+            let (stop, keys, answers) =
+                (Arc::clone(&stop), Arc::clone(&keys), Arc::clone(&answers));
+            std::thread::spawn(move || load(public, stop, keys, answers))
         };
-        std::thread::sleep(Duration::from_millis(40 + u64::from(cycle * 37 % 200)));
+        // The kill lands once the load is going (a busy machine may take a while to answer
+        // the first requests), at a moment that varies from cycle to cycle.
+        let waited = std::time::Instant::now();
+        while answers.load(Ordering::Relaxed) == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(30), "{label}: no answer in 30 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20 + u64::from(cycle * 37 % 200)));
         served.signal(Signal::SIGKILL);
         let _ = served.wait();
         stop.store(true, Ordering::Relaxed);
