@@ -7,7 +7,18 @@
 //! (CONFIRM), 20% change their mind (CANCEL) and 20% walk away (the hold expires). The units
 //! released by cancels and expiries go to the oldest waiters, who then pay. At the end the
 //! demo retries a sample of requests with their original keys (exactly-once), reads the
-//! state back, checks the invariants, prints the latency table and writes a latency plot.
+//! state back, checks the invariants and the journal's replay.
+//!
+//! Then a **paced phase** shows the latency of one request at a time, at a steady 2,000 a
+//! second, each timed from when it was due (so a stall is charged to every request it
+//! delays): RESERVEs of a second SKU by new buyers, homed on the connection's own shard,
+//! alternating with PINGs (the floor: the same socket, loop and shard without the engine).
+//! The burst above measures queueing (4,000 requests sent at once to 2 cores); the paced
+//! phase measures the service. Both go into the latency plot, on a log axis.
+//!
+//! The data directory is a temporary one, on /dev/shm when the machine has it: the demo's
+//! journal is thrown away at the end, and an fdatasync on a real disk (hundreds of
+//! microseconds to milliseconds: BENCHMARKS.md, "Durability") would hide the engine.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +45,13 @@ const BUYERS_PER_CONNECTION: u64 = 100;
 const BALANCE: u64 = 10_000;
 const RESERVE_KEY: u64 = 1;
 const SETTLE_KEY: u64 = 2;
+/// The paced phase's SKU: stock for every paced RESERVE, no per-user limit.
+const PACED_SKU: u64 = 2;
+const PACED_RATE_PER_S: u64 = 2_000;
+/// Requests of the paced phase: half RESERVEs, half PINGs (two seconds at the rate).
+const PACED_REQUESTS: u64 = 4_000;
+/// Paced buyers are accounts from here on (no wallet needed: no payment).
+const PACED_ACCOUNT_FIRST: u64 = 1 << 20;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -92,6 +110,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         start_ms: 0,
         end_ms: 0,
     })];
+    prewarm.push(Request::PutSku(SkuSpec {
+        sku: PACED_SKU,
+        stock_total: PACED_REQUESTS,
+        price: PRICE,
+        per_user_limit: 0,
+        hold_ms: 0,
+        start_ms: 0,
+        end_ms: 0,
+    }));
     let buyers = CONNECTIONS * BUYERS_PER_CONNECTION;
     for account in 1..=buyers {
         prewarm.push(Request::Deposit {
@@ -114,11 +141,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         wait_ms_max: 60_000,
     };
     // Durable as a real server is, in a directory of its own that goes away at the end.
-    let data_dir = std::env::temp_dir().join(format!(
-        "rush-demo-{}-{}",
-        std::process::id(),
-        rush_runtime::unix_ms()
-    ));
+    let shm = PathBuf::from("/dev/shm");
+    let scratch = if shm.is_dir() { shm } else { std::env::temp_dir() };
+    let data_dir =
+        scratch.join(format!("rush-demo-{}-{}", std::process::id(), rush_runtime::unix_ms()));
     let server = Server::start(ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         admin_listen: Some("127.0.0.1:0".parse()?),
@@ -220,6 +246,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
         }
     }
     let sku_after = query_sku(&mut admin)?;
+    let (paced_reserve, paced_ping) = paced_phase(server.local_addr())?;
     let report = server.shutdown().context("stopping the demo server")?;
 
     // What happened.
@@ -330,7 +357,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
     check("journal replay", same, detail);
     println!();
 
-    println!("latency of each RESERVE answered at once (all sent together: queueing included), µs");
+    println!(
+        "paced: one request at a time, {PACED_RATE_PER_S} a second, each timed from when it \
+         was due (round trip on loopback), µs"
+    );
+    println!("  RESERVE (a hold for a new buyer on the connection's own shard)");
+    print_percentiles(&paced_reserve);
+    println!("  PING (the floor: same socket, loop and shard, no engine)");
+    print_percentiles(&paced_ping);
+    println!(
+        "burst: each RESERVE of the sale answered at once, all {buyers} sent together to 2 \
+         cores (queueing included), µs"
+    );
     print_percentiles(&latency);
     if !waited.is_empty() {
         println!("time until a waiter's answer (at once, matched from the line, or timed out), ms");
@@ -341,11 +379,59 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<bool> {
             waited.max() as f64 / 1e6
         );
     }
-    let series = plot::series_from_histogram("RESERVE (rush demo)", &latency);
-    plot::plot_series(&[series], &args.plot)
+    let series = [
+        plot::series_from_histogram("paced RESERVE", &paced_reserve),
+        plot::series_from_histogram("paced PING (floor)", &paced_ping),
+        plot::series_from_histogram("burst RESERVE (queueing)", &latency),
+    ];
+    plot::plot_series_scaled(&series, &args.plot, plot::YScale::Log)
         .with_context(|| format!("writing the plot {}", args.plot.display()))?;
     println!("latency plot written to {}", args.plot.display());
     Ok(all_pass)
+}
+
+/// The paced phase (see the module documentation): RESERVE and PING alternating, one at a
+/// time, at `PACED_RATE_PER_S`, each timed from its due time. Returns their histograms (ns).
+fn paced_phase(address: std::net::SocketAddr) -> anyhow::Result<(Histogram<u64>, Histogram<u64>)> {
+    let mut client = Client::connect(address)?;
+    let topology = client.ping()?;
+    let shard_count = u32::from(topology.shard_count.max(1));
+    let own_shard = u32::from(topology.shard);
+    // Buyers homed on this connection's shard: no hop through the mesh.
+    let mut buyers = (PACED_ACCOUNT_FIRST..)
+        .filter(|&account| rush_engine::quota::home_shard(account, shard_count) == own_shard);
+    let mut reserve_latency = new_histogram();
+    let mut ping_latency = new_histogram();
+    let interval = Duration::from_nanos(1_000_000_000 / PACED_RATE_PER_S);
+    let started = Instant::now();
+    for index in 0..PACED_REQUESTS {
+        let due = started + interval * index as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        if index % 2 == 0 {
+            let account = buyers.next().context("a buyer")?;
+            let reserve = Reserve {
+                account,
+                sku: PACED_SKU,
+                quantity: 1,
+                key: RESERVE_KEY,
+                flags: 0,
+                hold_ms: 0,
+                wait_ms: 0,
+            };
+            let reply = client.call(&Request::Reserve(reserve))?;
+            if reply.result != ResultCode::Ok {
+                bail!("a paced RESERVE answered {reply:?}");
+            }
+            reserve_latency.record(due.elapsed().as_nanos() as u64)?;
+        } else {
+            client.ping()?;
+            ping_latency.record(due.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok((reserve_latency, ping_latency))
 }
 
 fn query_sku(admin: &mut Client) -> anyhow::Result<SkuView> {

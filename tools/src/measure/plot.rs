@@ -1,6 +1,7 @@
 //! Latency-by-percentile plots, as HdrHistogram's plotter draws them: x is the percentile on
-//! a log scale of `1/(1-p)` (ticks 0%, 90%, 99%, 99.9%, ...), y the latency in µs. Several
-//! series (runs) share one plot, each labelled by its file name.
+//! a log scale of `1/(1-p)` (ticks 0%, 90%, 99%, 99.9%, ...), y the latency in µs, on a
+//! linear scale or (`YScale::Log`, for series microseconds and milliseconds apart) a log
+//! scale with a tick per decade. Several series (runs) share one plot, each labelled.
 //!
 //! One scene (lines, paths, text in pixel coordinates) is rendered two ways: SVG, written by
 //! hand, and PNG, rasterised here with 2× supersampling for anti-aliasing and the public
@@ -90,9 +91,22 @@ pub fn plot_files(inputs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     plot_series(&series, output)
 }
 
-/// Writes `series` as an SVG or PNG file, by the extension of `output`.
+/// How the latency axis is scaled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YScale {
+    Linear,
+    /// A tick per power of ten: series that differ by orders of magnitude stay readable.
+    Log,
+}
+
+/// Writes `series` as an SVG or PNG file, by the extension of `output`, latency linear.
 pub fn plot_series(series: &[Series], output: &Path) -> anyhow::Result<()> {
-    let scene = scene(series);
+    plot_series_scaled(series, output, YScale::Linear)
+}
+
+/// [`plot_series`] with the latency axis scaled by `scale`.
+pub fn plot_series_scaled(series: &[Series], output: &Path, scale: YScale) -> anyhow::Result<()> {
+    let scene = scene(series, scale);
     match Format::of(output)? {
         Format::Svg => fs::write(output, to_svg(&scene)),
         Format::Png => fs::write(output, to_png(&scene)?),
@@ -230,7 +244,69 @@ fn finite(series: &Series) -> Vec<(f64, f64)> {
     series.points.iter().copied().filter(|&(percentile, _)| percentile < 1.0).collect()
 }
 
-fn scene(series: &[Series]) -> Scene {
+/// The latency axis: where a value goes (0 at the bottom, 1 at the top) and its ticks.
+struct YAxis {
+    scale: YScale,
+    low: f64,
+    high: f64,
+    ticks: Vec<(f64, String)>,
+}
+
+impl YAxis {
+    fn new(series: &[Series], scale: YScale) -> YAxis {
+        let values: Vec<f64> = series.iter().flat_map(finite).map(|(_, value)| value).collect();
+        let top_value = values.iter().copied().fold(0.0f64, f64::max);
+        match scale {
+            YScale::Linear => {
+                let step = if top_value > 0.0 { nice_step(top_value * 1.05) } else { 1.0 };
+                let high =
+                    if top_value > 0.0 { (top_value * 1.05 / step).ceil() * step } else { 5.0 };
+                let mut ticks = Vec::new();
+                let mut tick = 0.0;
+                while tick <= high + step / 1e6 {
+                    ticks.push((tick, format_tick(tick, step)));
+                    tick += step;
+                }
+                YAxis { scale, low: 0.0, high, ticks }
+            }
+            YScale::Log => {
+                let bottom_value = values
+                    .iter()
+                    .copied()
+                    .filter(|value| *value > 0.0)
+                    .fold(f64::INFINITY, f64::min);
+                let (low_decade, high_decade) = if top_value > 0.0 {
+                    let low = bottom_value.log10().floor() as i32;
+                    let high = (top_value.log10().ceil() as i32).max(low + 1);
+                    (low, high)
+                } else {
+                    (0, 1)
+                };
+                let ticks = (low_decade..=high_decade)
+                    .map(|decade| {
+                        let value = 10f64.powi(decade);
+                        (value, format_tick(value, value.min(1.0)))
+                    })
+                    .collect();
+                YAxis { scale, low: 10f64.powi(low_decade), high: 10f64.powi(high_decade), ticks }
+            }
+        }
+    }
+
+    /// Where `value` goes, from 0 (bottom) to 1 (top).
+    fn position(&self, value: f64) -> f64 {
+        let position = match self.scale {
+            YScale::Linear => value / self.high,
+            YScale::Log => {
+                let value = value.max(self.low);
+                (value.log10() - self.low.log10()) / (self.high.log10() - self.low.log10())
+            }
+        };
+        position.clamp(0.0, 1.0)
+    }
+}
+
+fn scene(series: &[Series], scale: YScale) -> Scene {
     let widest = series
         .iter()
         .flat_map(finite)
@@ -238,14 +314,12 @@ fn scene(series: &[Series]) -> Scene {
         .max()
         .unwrap_or(0);
     let decades = widest.clamp(MIN_DECADES, MAX_DECADES);
-    let top_value = series.iter().flat_map(finite).map(|(_, value)| value).fold(0.0f64, f64::max);
-    let step = if top_value > 0.0 { nice_step(top_value * 1.05) } else { 1.0 };
-    let y_max = if top_value > 0.0 { (top_value * 1.05 / step).ceil() * step } else { 5.0 };
+    let axis = YAxis::new(series, scale);
     let to_x = |percentile: f64| {
         let position = (inverse(percentile).log10() / f64::from(decades)).min(1.0);
         LEFT + position * (RIGHT - LEFT)
     };
-    let to_y = |value: f64| BOTTOM - (value / y_max).min(1.0) * (BOTTOM - TOP);
+    let to_y = |value: f64| BOTTOM - axis.position(value) * (BOTTOM - TOP);
 
     let mut shapes = vec![Shape::Rect {
         x: 0.0,
@@ -261,12 +335,10 @@ fn scene(series: &[Series]) -> Scene {
         shapes.push(Shape::Line { from: (x, TOP), to: (x, BOTTOM), color: GRID, width: 1.0 });
         shapes.push(text(x, BOTTOM + 18.0, decade_label(decade), 13.0, Anchor::Middle));
     }
-    let mut tick = 0.0;
-    while tick <= y_max + step / 1e6 {
-        let y = to_y(tick);
+    for (value, label) in &axis.ticks {
+        let y = to_y(*value);
         shapes.push(Shape::Line { from: (LEFT, y), to: (RIGHT, y), color: GRID, width: 1.0 });
-        shapes.push(text(LEFT - 8.0, y, format_tick(tick, step), 13.0, Anchor::End));
-        tick += step;
+        shapes.push(text(LEFT - 8.0, y, label.clone(), 13.0, Anchor::End));
     }
     shapes.push(Shape::Line {
         from: (LEFT, BOTTOM),
@@ -282,7 +354,11 @@ fn scene(series: &[Series]) -> Scene {
         20.0,
         Anchor::Middle,
     ));
-    shapes.push(text(20.0, TOP - 22.0, "Latency (µs)".into(), 14.0, Anchor::Start));
+    let y_title = match scale {
+        YScale::Linear => "Latency (µs)",
+        YScale::Log => "Latency (µs, log scale)",
+    };
+    shapes.push(text(20.0, TOP - 22.0, y_title.into(), 14.0, Anchor::Start));
     shapes.push(text(
         (LEFT + RIGHT) / 2.0,
         BOTTOM + 48.0,
@@ -575,7 +651,7 @@ mod tests {
     #[test]
     fn svg_has_one_path_per_series_and_is_well_formed() {
         let series = [sample("a.hgrm", 1.0), sample("b&<c>.hgrm", 2.0)];
-        let svg = to_svg(&scene(&series));
+        let svg = to_svg(&scene(&series, YScale::Linear));
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("<path ").count(), 2);
         assert_eq!(svg.matches("<svg ").count(), 1);
@@ -604,8 +680,34 @@ mod tests {
     }
 
     #[test]
+    fn a_log_latency_axis_has_a_tick_per_decade_and_spaces_decades_evenly() {
+        // 10 µs to 300 µs (the 100% row is left out): decades 10, 100, 1000.
+        let scene = scene(&[sample("a", 1.0)], YScale::Log);
+        let ticks: Vec<&str> = scene
+            .shapes
+            .iter()
+            .filter_map(|shape| match shape {
+                Shape::Text { text, anchor: Anchor::End, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ticks, ["10", "100", "1000"]);
+        let Some(Shape::Path { points, .. }) =
+            scene.shapes.iter().find(|shape| matches!(shape, Shape::Path { .. }))
+        else {
+            panic!("no path")
+        };
+        // 10 µs on the bottom line, 100 µs half way up (one decade of two).
+        assert!((points[0].1 - BOTTOM).abs() < 1e-9);
+        let half = (BOTTOM + TOP) / 2.0;
+        let y_of_100 = BOTTOM - (100_f64.log10() - 1.0) / 2.0 * (BOTTOM - TOP);
+        assert!((y_of_100 - half).abs() < 1e-9);
+        assert!(points.windows(2).all(|pair| pair[0].1 >= pair[1].1), "higher is further up");
+    }
+
+    #[test]
     fn x_axis_is_log_of_inverse_percentile() {
-        let scene = scene(&[sample("a", 1.0)]);
+        let scene = scene(&[sample("a", 1.0)], YScale::Linear);
         let Some(Shape::Path { points, .. }) =
             scene.shapes.iter().find(|shape| matches!(shape, Shape::Path { .. }))
         else {
@@ -631,8 +733,11 @@ mod tests {
                     \x20     30.000 1.000000000000         10\n\
                     #[Mean    =       20.000, StdDeviation   =        5.000]\n";
         assert_eq!(parse_hgrm(text), vec![(0.0, 10.0), (0.5, 20.0), (1.0, 30.0)]);
-        let png =
-            to_png(&scene(&[Series { label: "x.hgrm".into(), points: parse_hgrm(text) }])).unwrap();
+        let png = to_png(&scene(
+            &[Series { label: "x.hgrm".into(), points: parse_hgrm(text) }],
+            YScale::Linear,
+        ))
+        .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         assert!(Format::of(Path::new("a.jpg")).is_err());
         assert_eq!(Format::of(Path::new("a.PNG")).unwrap(), Format::Png);
