@@ -355,6 +355,7 @@ mod tests {
             skus: 3,
             zipf_s: 1.0,
             buyers: 100,
+            per_user_limit: 1,
             wallets: 2,
             retry_pct: 0.0,
             hold_ms: 50,

@@ -131,6 +131,10 @@ pub struct BenchArgs {
     /// Buyer accounts of the seckill workloads.
     #[arg(long, default_value_t = 100_000)]
     pub buyers: u64,
+    /// Per-user limit of the seckill SKUs (0: none, so every RESERVE that finds stock makes
+    /// a hold: with --stock above the run's requests, the success path at full speed).
+    #[arg(long, default_value_t = 1)]
+    pub per_user_limit: u32,
     /// Funded accounts of reserve-confirm, reserve-cancel and hold-expire.
     #[arg(long, default_value_t = 1000)]
     pub wallets: u64,
@@ -241,6 +245,13 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Plan> {
     if args.buyers == 0 || args.buyers > 1 << 21 {
         bail!("--buyers must be 1..=2097152, not {}", args.buyers);
     }
+    if args.per_user_limit > workload::PER_USER_LIMIT_MAX {
+        bail!(
+            "--per-user-limit must be 0 (none) to {}, not {}",
+            workload::PER_USER_LIMIT_MAX,
+            args.per_user_limit
+        );
+    }
     if args.wallets == 0 || args.wallets > 1 << 20 {
         bail!("--wallets must be 1..=1048576, not {}", args.wallets);
     }
@@ -285,6 +296,7 @@ fn validate(args: &BenchArgs) -> anyhow::Result<Plan> {
             skus: args.skus,
             zipf_s: args.zipf_s,
             buyers: args.buyers,
+            per_user_limit: args.per_user_limit,
             wallets: args.wallets,
             retry_pct: args.retry_pct,
             hold_ms: args.hold_ms,
@@ -630,7 +642,14 @@ fn settings_json(
         json!(layout
             .skus
             .iter()
-            .map(|sku| json!({"id": sku.id, "workload": sku.workload.name(), "stock": sku.stock}))
+            .map(|sku| {
+                json!({
+                    "id": sku.id,
+                    "workload": sku.workload.name(),
+                    "stock": sku.stock,
+                    "per_user_limit": sku.per_user_limit,
+                })
+            })
             .collect::<Vec<_>>()),
     );
     settings.insert("account_first".into(), json!(layout.account_base));

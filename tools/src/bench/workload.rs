@@ -27,9 +27,10 @@ use super::zipf::Zipf;
 /// The workloads `-w` and `--mix` name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Workload {
-    /// One SKU, limited stock, per-user limit 1, many buyers, some retries with the same key.
+    /// One SKU, limited stock, per-user limit 1 (`--per-user-limit`), many buyers, some retries with the same key.
     SeckillHot,
-    /// Many limited SKUs, popularity Zipf-distributed, per-user limit 1, retries.
+    /// Many limited SKUs, popularity Zipf-distributed, per-user limit 1 (`--per-user-limit`),
+    /// retries.
     SeckillMany,
     /// RESERVE (PAY) then CONFIRM of every reservation that succeeded.
     ReserveConfirm,
@@ -180,6 +181,8 @@ pub struct Params {
     pub zipf_s: f64,
     /// Buyer accounts of the seckill workloads.
     pub buyers: u64,
+    /// Per-user limit of the seckill SKUs (0: none).
+    pub per_user_limit: u32,
     /// Funded accounts of the PAY workloads.
     pub wallets: u64,
     /// Percentage of seckill requests that re-send an earlier request.
@@ -192,6 +195,9 @@ pub struct Params {
     pub cancel_pct: f64,
 }
 
+/// The largest `--per-user-limit`: a RESERVE's quantity limit (PROTOCOL.md section 11,
+/// `quantity_max` at most 65,535).
+pub const PER_USER_LIMIT_MAX: u32 = 65_535;
 /// Price of one unit of every bench SKU (minor currency units).
 pub const PRICE: u64 = 100;
 /// Deposited into every funded account: enough for 10^10 reservations.
@@ -256,8 +262,8 @@ impl Layout {
             }
             let first = skus.len() as u32;
             let (count, stock, per_user_limit) = match workload {
-                Workload::SeckillHot => (1, params.stock, 1),
-                Workload::SeckillMany => (params.skus, params.stock, 1),
+                Workload::SeckillHot => (1, params.stock, params.per_user_limit),
+                Workload::SeckillMany => (params.skus, params.stock, params.per_user_limit),
                 Workload::ReserveConfirm | Workload::ReserveCancel => (1, PLENTIFUL_STOCK, 0),
                 Workload::HoldExpire | Workload::Waitlist => (1, params.stock, 0),
                 Workload::Ping => (0, 0, 0),
@@ -648,6 +654,7 @@ mod tests {
             skus: 8,
             zipf_s: 1.0,
             buyers: 1000,
+            per_user_limit: 1,
             wallets: 50,
             retry_pct: 5.0,
             hold_ms: 100,
@@ -700,6 +707,21 @@ mod tests {
         assert_eq!(a.skus[3].id, a.sku_base + 3);
         assert_eq!(a.wallets, 50);
         assert_eq!(Layout::new(1, &Mix::single(Workload::Ping), &params()).wallets, 0);
+    }
+
+    #[test]
+    fn the_seckill_skus_take_the_per_user_limit_and_only_they() {
+        let mix = Mix::parse("seckill-hot=1,seckill-many=1,reserve-confirm=1").unwrap();
+        for limit in [0, 1, 3] {
+            let layout = Layout::new(1, &mix, &Params { per_user_limit: limit, ..params() });
+            for sku in &layout.skus {
+                let expected = match sku.workload {
+                    Workload::SeckillHot | Workload::SeckillMany => limit,
+                    _ => 0,
+                };
+                assert_eq!(sku.per_user_limit, expected, "{sku:?}");
+            }
+        }
     }
 
     #[test]
