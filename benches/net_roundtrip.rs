@@ -261,20 +261,26 @@ fn main() {
         row(&format!("{name} RESERVE"), &on_client_core(|| round_trips(address, "reserve", count)));
         let ping_rate = on_client_core(|| pipelined(address, "ping", pipelined_count, 64));
         let reserve_rate = on_client_core(|| pipelined(address, "reserve", pipelined_count, 64));
-        throughput.push((name.clone(), ping_rate, reserve_rate));
         let report = server.shutdown().expect("clean shutdown");
         for engine in &report.engines {
             engine.check_invariants().expect("invariants hold after the run");
         }
+        let idling = report.shards[0].loop_counters;
+        throughput.push((name.clone(), ping_rate, reserve_rate, idling));
     }
     let echo_rate = on_client_core(|| pipelined(echo, "ping", pipelined_count, 64));
     println!();
     println!("pipelined, one connection, 64 in flight ({pipelined_count} requests)");
     println!();
-    println!("| target | PING req/s | RESERVE req/s |");
-    println!("|---|---:|---:|");
-    println!("| bare echo | {:.0} | — |", echo_rate);
-    for (name, ping_rate, reserve_rate) in throughput {
-        println!("| {name} | {ping_rate:.0} | {reserve_rate:.0} |");
+    println!(
+        "| target | PING req/s | RESERVE req/s | shard parks (whole run) | to timeout | to timeout, input waiting |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| bare echo | {:.0} | — | | | |", echo_rate);
+    for (name, ping_rate, reserve_rate, idling) in throughput {
+        println!(
+            "| {name} | {ping_rate:.0} | {reserve_rate:.0} | {} | {} | {} |",
+            idling.parks, idling.parks_timed_out, idling.parks_timed_out_with_input
+        );
     }
 }

@@ -32,8 +32,10 @@
 //!   Zipf each run maps the ranks onto the SKUs through a new permutation, so its hot SKUs
 //!   are fresh); the run with the median p99 is printed whole, with the lowest and highest
 //!   p99 of the runs (the machine is shared: a pause of the host lands in one run, not in
-//!   all). A rate above the closed-loop maximum measured in the same run is not offered (its
-//!   latency would only grow with the length of the run);
+//!   all), the largest latency of all the runs, and the shard loops' parks over the point
+//!   (how many, how many lasted their whole timeout, and how many of those found input
+//!   waiting: a suspected lost wake-up). A rate above the closed-loop maximum measured in the
+//!   same run is not offered (its latency would only grow with the length of the run);
 //! - idle spin: the same open loop with the shards' `idle_spin_us` at 0 (park on the futex
 //!   at once) and at the main setting, runs of the two alternating, side by side, and the
 //!   ratio;
@@ -55,7 +57,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rush_engine::quota::{coordinator_shard, route};
 use rush_engine::*;
-use rush_runtime::{Completion, Port, Runtime, RuntimeConfig, Submission};
+use rush_runtime::{Completion, LoopCounters, Port, Runtime, RuntimeConfig, Submission};
 use rush_suite::rng::Rng;
 
 #[global_allocator]
@@ -475,8 +477,17 @@ impl Rig {
 
     /// Stops the shards and checks every engine; `ok` is the number of OK replies. Returns
     /// how many RESERVEs went to their SKU's coordinator (quota `Acquire`s, multi-shard).
-    fn finish(self, ok: u64) -> u64 {
-        let engines = self.runtime.stop();
+    /// Stops the runtime, checks the engines, and returns the RESERVEs that went to a
+    /// coordinator and the shard loops' idling counters, summed.
+    fn finish(self, ok: u64) -> (u64, LoopCounters) {
+        let (engines, loops) = self.runtime.stop_counted();
+        let mut idling = LoopCounters::default();
+        for counters in &loops {
+            idling.passes += counters.passes;
+            idling.parks += counters.parks;
+            idling.parks_timed_out += counters.parks_timed_out;
+            idling.parks_timed_out_with_input += counters.parks_timed_out_with_input;
+        }
         for (shard, engine) in engines.iter().enumerate() {
             engine
                 .check_invariants()
@@ -499,7 +510,7 @@ impl Rig {
         if self.workload == Workload::SoldOut {
             assert_eq!(taken_total, HOT_UNITS, "the hot SKU sold exactly its 1,000 units");
         }
-        engines.iter().map(|engine| engine.counters().acquires_sent).sum()
+        (engines.iter().map(|engine| engine.counters().acquires_sent).sum(), idling)
     }
 }
 
@@ -580,7 +591,7 @@ fn closed_loop(workload: Workload, shard_count: u32, requests: u64, spin: u64) -
         }
     }
     let define_seconds = rig.define_seconds;
-    let acquires = rig.finish(tally.ok);
+    let (acquires, _) = rig.finish(tally.ok);
     assert_eq!(tally.ok + tally.sold_out, requests);
     rates.sort_by(f64::total_cmp);
     ClosedRun {
@@ -673,8 +684,8 @@ fn open_point(
         ok += tally.ok;
         runs.push(quantiles(&histogram));
     }
-    rig.finish(ok);
-    Point::of(runs, ok as f64 / total as f64)
+    let (_, idling) = rig.finish(ok);
+    Point::of(runs, ok as f64 / total as f64, idling)
 }
 
 fn micros(nanos: u64) -> String {
@@ -708,16 +719,22 @@ struct Point {
     ok_share: f64,
     p99_low: u64,
     p99_high: u64,
+    /// The largest latency of all the runs.
+    max_high: u64,
+    /// The shard loops' idling over the point's runtime (its runs and the set-up).
+    idling: LoopCounters,
 }
 
 impl Point {
-    fn of(mut runs: Vec<[u64; 6]>, ok_share: f64) -> Point {
+    fn of(mut runs: Vec<[u64; 6]>, ok_share: f64, idling: LoopCounters) -> Point {
         runs.sort_by_key(|quantiles| quantiles[2]);
         Point {
             quantiles: runs[runs.len() / 2],
             ok_share,
             p99_low: runs[0][2],
             p99_high: runs[runs.len() - 1][2],
+            max_high: runs.iter().map(|quantiles| quantiles[5]).max().unwrap_or(0),
+            idling,
         }
     }
 
@@ -884,16 +901,18 @@ fn main() {
             );
             println!();
             println!(
-                "| shards | offered | requests per run | OK | p50 | p90 | p99 | p99.9 | p99.99 | max | p99 of the {} runs |",
+                "| shards | offered | requests per run | OK | p50 | p90 | p99 | p99.9 | p99.99 | max | p99 of the {} runs | max of the runs | parks | to timeout | to timeout, input waiting |",
                 options.reps
             );
-            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for &shard_count in &options.shards {
                 let max = capacity_of(workload, shard_count);
                 for &rate in &options.rates {
                     if rate as f64 > max {
                         println!(
-                            "| {shard_count} | {} | not offered: above the closed-loop {:.2} M/s | | | | | | | | |",
+                            "| {shard_count} | {} | not offered: above the closed-loop {:.2} M/s | | | | | | | | | | | | |",
                             rate_label(rate),
                             max / 1e6
                         );
@@ -910,7 +929,7 @@ fn main() {
                     );
                     let q = point.quantiles.map(micros);
                     println!(
-                        "| {shard_count} | {} | {requests} | {:.1} % | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {shard_count} | {} | {requests} | {:.1} % | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         rate_label(rate),
                         point.ok_share * 100.0,
                         q[0],
@@ -920,6 +939,10 @@ fn main() {
                         q[4],
                         q[5],
                         point.spread(),
+                        micros(point.max_high),
+                        point.idling.parks,
+                        point.idling.parks_timed_out,
+                        point.idling.parks_timed_out_with_input,
                     );
                 }
             }

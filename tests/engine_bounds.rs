@@ -455,3 +455,58 @@ fn a_tick_at_the_limit_stops_the_engine() {
     let mut engine = engine_with(Config::small());
     engine.tick(u64::MAX);
 }
+
+// ---------------------------------------------------------------------------------------
+// A server's capacities divided among its shards
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_servers_capacities_are_shared_by_its_shards_as_the_accounts_are() {
+    let server = Config {
+        account_max: 100_000,
+        reservation_max: 200_000,
+        waitlist_max: 100_000,
+        request_key_max: 300_000,
+        limit_entry_max: 50_000,
+        ..Config::default()
+    };
+    server.validate().unwrap();
+    assert_eq!(server.per_shard(1), server, "one shard holds the whole server");
+    for shard_count in [2, 3, 4, 8, 64] {
+        let shard = server.per_shard(shard_count);
+        shard.validate().unwrap();
+        let even = server.account_max.div_ceil(shard_count);
+        assert!(shard.account_max >= even, "{shard_count}: {shard:?}");
+        assert!(shard.account_max <= even + 3 * even.isqrt() + 1, "{shard_count}: {shard:?}");
+        assert!(shard.reservation_max < server.reservation_max);
+        assert!(shard.waitlist_max <= shard.reservation_max);
+        // Per SKU or per request: not divided.
+        assert_eq!(shard.sku_max, server.sku_max);
+        assert_eq!(shard.quantity_max, server.quantity_max);
+        assert_eq!(shard.hold_ms_max, server.hold_ms_max);
+        assert_eq!(shard.request_key_retention_ms, server.request_key_retention_ms);
+    }
+    // 64 shards of 200,000 slots: 3,125 each plus headroom, and the waitlist with them.
+    assert!(server.per_shard(64).waitlist_max < 4_000);
+    // A tiny server is never given more per shard than it has in all.
+    let tiny = Config { account_max: 3, ..Config::small() };
+    assert_eq!(tiny.per_shard(2).account_max, 3);
+}
+
+#[test]
+fn accounts_1_to_n_fill_a_server_to_its_total_without_a_shard_running_out_first() {
+    for shard_count in [2u32, 3, 4, 8] {
+        let server = Config { account_max: 100_000, ..Config::default() };
+        let shard = server.per_shard(shard_count);
+        let mut per_shard = vec![0u32; shard_count as usize];
+        for account in 1..=u64::from(server.account_max) {
+            per_shard[rush_engine::quota::home_shard(account, shard_count) as usize] += 1;
+        }
+        let fullest = *per_shard.iter().max().unwrap();
+        assert!(
+            fullest <= shard.account_max,
+            "{shard_count} shards: the fullest has {fullest} accounts, its share is {}",
+            shard.account_max
+        );
+    }
+}

@@ -293,8 +293,9 @@ fn leading_number(cell: &str) -> Option<u64> {
 }
 
 /// Section 11 gives the defaults of `rush serve`; those that come from the library crates
-/// must be the code's (the three `rush serve` sets itself, `sku_max`, `account_max` and
-/// `limit_entry_max`, are checked by the unit tests of `tools/src/settings.rs`), and every
+/// must be the code's (the five `rush serve` sets itself, `sku_max`, `account_max`,
+/// `reservation_max`, `request_key_max` and `limit_entry_max`, are checked by the unit tests
+/// of `tools/src/settings.rs`), and every
 /// engine and connection limit must have a row.
 #[test]
 fn the_documented_limits_and_defaults_are_the_codes() {
@@ -305,9 +306,9 @@ fn the_documented_limits_and_defaults_are_the_codes() {
     let expected: [(&str, Option<u64>); 19] = [
         ("sku_max", None),
         ("account_max", None),
-        ("reservation_max", Some(engine.reservation_max.into())),
+        ("reservation_max", None),
         ("waitlist_max", Some(engine.waitlist_max.into())),
-        ("request_key_max", Some(engine.request_key_max.into())),
+        ("request_key_max", None),
         ("request_key_retention_ms", Some(engine.request_key_retention_ms)),
         ("limit_entry_max", None),
         ("quantity_max", Some(engine.quantity_max.into())),

@@ -75,6 +75,43 @@ impl Config {
         }
     }
 
+    /// One shard's share when `self` gives a whole server's capacities, divided as the data
+    /// is (docs/ARCHITECTURE.md, "Memory"):
+    /// - wallets, reservations, request keys and per-user counters live on their account's
+    ///   home shard, and accounts hash evenly over the shards: each shard gets
+    ///   `ceil(total / shards)` plus a headroom of three standard deviations of that share
+    ///   (`3 × sqrt(share)`, the spread of a binomial count), so a server filled to its total
+    ///   with random accounts does not find one shard full early (one shard: no headroom);
+    /// - every shard knows every SKU: `sku_max` is not divided;
+    /// - a SKU's waitlist lives on its coordinator, each waiter in one of its reservation
+    ///   slots: `waitlist_max` is at most the shard's `reservation_max`;
+    /// - time bounds and `quantity_max` bound one request: unchanged.
+    ///
+    /// A share is never above the total, so a valid server configuration gives a valid shard
+    /// configuration.
+    pub fn per_shard(&self, shard_count: u32) -> Config {
+        assert!(shard_count >= 1, "a server has at least one shard");
+        let share = |total: u32| -> u32 {
+            if shard_count == 1 {
+                return total;
+            }
+            let even = total.div_ceil(shard_count);
+            even.saturating_add(3 * even.isqrt() + 1).min(total)
+        };
+        let reservation_max = share(self.reservation_max);
+        let shard = Config {
+            account_max: share(self.account_max),
+            reservation_max,
+            waitlist_max: self.waitlist_max.min(reservation_max),
+            request_key_max: share(self.request_key_max),
+            limit_entry_max: share(self.limit_entry_max),
+            ..*self
+        };
+        debug_assert!(shard.reservation_max <= self.reservation_max);
+        debug_assert!(shard.account_max <= self.account_max);
+        shard
+    }
+
     /// Checks every bound; [`crate::Engine::new`] refuses an invalid configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive: [(&'static str, u64); 10] = [

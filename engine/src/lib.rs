@@ -26,7 +26,7 @@ mod types;
 mod wheel;
 
 pub use config::{Config, ConfigError, ConfigRule, RESERVATION_MAX_LIMIT, TABLE_LEN_MAX};
-pub use engine::{Counters, Engine, SkuLevels, NOW_MS_LIMIT};
+pub use engine::{Counters, Engine, ExpiryDelay, SkuLevels, NOW_MS_LIMIT};
 pub use hash::StateHasher;
 pub use invariants::Violation;
 pub use types::*;

@@ -67,6 +67,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         let server = Server::start(config).context("cannot start the server")?;
         log(&backend_line(&server, &settings));
         log(&shards_line(&server));
+        log(&tables_line(&server, &settings));
         log(&durability_line(&server, &settings));
         if server.prewarmed() {
             log(&format!(
@@ -102,6 +103,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             answered.join(", "),
             counters.holds_expired
         ));
+    }
+    let mut expiry_delay = rush_engine::ExpiryDelay::default();
+    for engine in &report.engines {
+        expiry_delay.merge(engine.expiry_delay());
+    }
+    if let Some(line) = expiry_delay_line(&expiry_delay) {
+        log(&line);
     }
     let mut accepted = 0;
     let mut frames = 0;
@@ -151,8 +159,58 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
+/// `hold expiry delay (engine clock at release - deadline, ms): p50 0, p99 1, p99.9 1, max 2
+/// over 1200 expiries`, or nothing when no hold expired.
+fn expiry_delay_line(delay: &rush_engine::ExpiryDelay) -> Option<String> {
+    let quantile = |q: f64| delay.quantile_ms(q).map_or_else(String::new, |ms| ms.to_string());
+    (delay.count() > 0).then(|| {
+        format!(
+            "hold expiry delay (engine clock at release - deadline, ms): p50 {}, p99 {}, \
+             p99.9 {}, max {} over {} expiries",
+            quantile(0.5),
+            quantile(0.99),
+            quantile(0.999),
+            delay.delay_ms_max,
+            delay.count()
+        )
+    })
+}
+
 fn log(line: &str) {
     eprintln!("rush: {line}");
+}
+
+/// `engine tables: 540 MiB for 2,000,000 reservations, ...: 2 shards × 270 MiB
+/// (reservation 150, request_key 72, ...)`: what the capacities cost, allocated at start.
+fn tables_line(server: &Server, settings: &Settings) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let shards = server.table_bytes();
+    let mut by_table: Vec<(&'static str, usize)> = Vec::new();
+    for shard in shards {
+        for &(name, bytes) in shard {
+            match by_table.iter_mut().find(|(seen, _)| *seen == name) {
+                Some((_, total)) => *total += bytes,
+                None => by_table.push((name, bytes)),
+            }
+        }
+    }
+    let total: usize = by_table.iter().map(|(_, bytes)| bytes).sum();
+    let engine = settings.engine_server;
+    let tables: Vec<String> =
+        by_table.iter().map(|(name, bytes)| format!("{name} {:.0}", *bytes as f64 / MIB)).collect();
+    format!(
+        "engine tables: {:.0} MiB for {} reservations, {} request keys, {} wallets, {} limit \
+         counters, {} SKUs; {} × {:.0} MiB (MiB by table: {})",
+        total as f64 / MIB,
+        engine.reservation_max,
+        engine.request_key_max,
+        engine.account_max,
+        engine.limit_entry_max,
+        engine.sku_max,
+        plural(shards.len(), "shard"),
+        total as f64 / MIB / shards.len().max(1) as f64,
+        tables.join(", ")
+    )
 }
 
 /// `backend io_uring (probe passed)`; who asked, when it was not the default.

@@ -15,7 +15,7 @@
 //! | journal segment size | `--journal-segment-bytes BYTES` (1024..=1 GiB) | `journal_segment_bytes = BYTES` | 64 MiB ([`JOURNAL_SEGMENT_BYTES_DEFAULT`]) |
 //! | snapshot period | `--snapshot-every N\|NMB\|never` (records ≥ 100, or a size ≥ 64KB) | `snapshot_every = "..."` | `256MB` of journal ([`SNAPSHOT_EVERY_DEFAULT`]) |
 //! | ring capacity | — | `ring_capacity` | 4096 |
-//! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per shard) |
+//! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per server, shared by the shards: `Config::per_shard`) |
 //! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
 //!
 //! Unknown keys are an error, and every value is checked before anything starts; errors name
@@ -53,13 +53,22 @@ pub const JOURNAL_SEGMENT_BYTES_MIN: u64 = 1024;
 /// a size a start can hold next to the engines.
 pub const JOURNAL_SEGMENT_BYTES_MAX: u64 = 1 << 30;
 
-/// The engine capacities of each shard when the config file sets none:
-/// `rush_engine::Config::default()` (1,000,000 reservations and request keys, 100,000
-/// waiters per SKU, 15 min default hold) with room for 10,000 SKUs, 500,000 wallets and
-/// 500,000 per-user limit counters per shard. About 250 MiB per shard, all of it allocated
-/// and touched at start, so the default of one shard per core stays within a laptop's memory.
+/// The engine capacities of the whole server when the config file sets none: 2,000,000
+/// reservations and request keys, 1,000,000 wallets and per-user limit counters, 10,000
+/// SKUs, 100,000 waiters per SKU, 15 min default hold. The shards share them
+/// ([`Config::per_shard`]: each shard gets its accounts' share plus a small headroom, and
+/// knows every SKU), so the memory follows the configuration, not the core count: about
+/// 500 MiB of tables whatever the number of shards (the start log prints it; the formula is
+/// in docs/ARCHITECTURE.md, "Memory").
 pub fn engine_default() -> Config {
-    Config { sku_max: 10_000, account_max: 500_000, limit_entry_max: 500_000, ..Config::default() }
+    Config {
+        sku_max: 10_000,
+        account_max: 1_000_000,
+        reservation_max: 2_000_000,
+        request_key_max: 2_000_000,
+        limit_entry_max: 1_000_000,
+        ..Config::default()
+    }
 }
 
 /// The `rush serve` flags.
@@ -188,6 +197,9 @@ pub struct Settings {
     pub backend: BackendChoice,
     /// Who chose the backend: `--io`, `RUSH_IO`, the config file, or the default.
     pub backend_source: String,
+    /// The engine capacities of the whole server, as configured; `runtime.engine` is one
+    /// shard's share of them.
+    pub engine_server: Config,
     pub runtime: RuntimeConfig,
     pub limits: ConnLimits,
     pub sale: SaleSource,
@@ -477,9 +489,10 @@ impl Settings {
             (Some(path), _) | (None, Some(path)) => SaleSource::File(path.clone()),
             (None, None) => SaleSource::Demo,
         };
+        let engine_server = file.map_or_else(engine_default, |file| file.engine);
         let runtime = RuntimeConfig {
             shard_count,
-            engine: file.map_or_else(engine_default, |file| file.engine),
+            engine: engine_server.per_shard(shard_count),
             port_count: 0,
             ring_capacity: file.map_or(RING_CAPACITY_DEFAULT, |file| file.ring_capacity),
             pin,
@@ -494,6 +507,7 @@ impl Settings {
             shard_ports,
             backend,
             backend_source,
+            engine_server,
             runtime,
             limits: file.map_or_else(ConnLimits::default, |file| file.limits),
             sale,
@@ -539,7 +553,8 @@ mod tests {
         assert_eq!(settings.backend, BackendChoice::Auto);
         assert_eq!(settings.runtime.shard_count, 2);
         assert!(settings.runtime.pin);
-        assert_eq!(settings.runtime.engine, engine_default());
+        assert_eq!(settings.engine_server, engine_default());
+        assert_eq!(settings.runtime.engine, engine_default().per_shard(2));
         assert_eq!(settings.limits, ConnLimits::default());
         assert_eq!(settings.sale, SaleSource::Demo);
         assert_eq!(settings.journal_segment_bytes, JOURNAL_SEGMENT_BYTES_DEFAULT);
@@ -592,6 +607,10 @@ mod tests {
         assert_eq!(settings.runtime.ring_capacity, 1024);
         assert_eq!(settings.runtime.engine.quantity_max, 5);
         assert_eq!(settings.runtime.engine.request_key_retention_ms, 7_200_000);
+        // The file's capacities are the server's; each of the 3 shards gets its share.
+        assert_eq!(settings.engine_server.account_max, 100);
+        assert_eq!(settings.runtime.engine, settings.engine_server.per_shard(3));
+        assert!(settings.runtime.engine.account_max < 100);
         assert_eq!(settings.journal_segment_bytes, 4096);
         let args = ServeArgs { journal_segment_bytes: Some(1024), ..ServeArgs::default() };
         let settings = Settings::resolve(&args, Some(&parsed), None, 2).unwrap();
@@ -685,7 +704,7 @@ mod tests {
             text.parse().unwrap_or_else(|_| panic!("the default of {key} is a number"))
         };
         let settings = Settings::resolve(&ServeArgs::default(), None, None, 2).unwrap();
-        let engine = settings.runtime.engine;
+        let engine = settings.engine_server;
         let limits = settings.limits;
         assert_eq!(cell("listen"), format!("`{LISTEN_DEFAULT}`"));
         assert_eq!(cell("admin_listen"), format!("`{ADMIN_LISTEN_DEFAULT}`"));
@@ -733,7 +752,7 @@ mod tests {
             ("io = \"kqueue\"", "`io`"),
             ("ring_capacity = 1", "`ring_capacity`"),
             ("sku_max = 0", "`sku_max`"),
-            ("waitlist_max = 2000000", "`waitlist_max`"),
+            ("waitlist_max = 3000000", "`waitlist_max`"),
             ("hold_ms_default = 99999999", "`hold_ms_default`"),
             ("request_key_retention_ms = 1", "`request_key_retention_ms`"),
             ("connection_max = 0", "`connection_max`"),

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use nix::sys::signal::Signal;
-use rush_engine::{ReplyBody, Request, Reserve, ResultCode, SkuView, RESERVE_FLAG_PAY};
+use rush_engine::{
+    ReplyBody, Request, ReservationState, Reserve, ResultCode, SkuView, Target, RESERVE_FLAG_PAY,
+};
 use rush_net::client::Client;
 
 mod support;
@@ -14,15 +16,11 @@ mod support;
 use support::{Served, RUSH};
 
 fn reserve(account: u64, sku: u64, quantity: u32, key: u64) -> Request {
-    Request::Reserve(Reserve {
-        account,
-        sku,
-        quantity,
-        key,
-        flags: RESERVE_FLAG_PAY,
-        hold_ms: 0,
-        wait_ms: 0,
-    })
+    Request::Reserve(reserve_fields(account, sku, quantity, key))
+}
+
+fn reserve_fields(account: u64, sku: u64, quantity: u32, key: u64) -> Reserve {
+    Reserve { account, sku, quantity, key, flags: RESERVE_FLAG_PAY, hold_ms: 0, wait_ms: 0 }
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -48,6 +46,15 @@ fn serves_the_demo_sale_and_exits_0_on_sigterm() {
     let log = served.log.join("\n");
     assert!(log.contains("rush: backend "), "{log}");
     assert!(log.contains("rush: 2 shards; shard 0 not pinned, shard 1 not pinned"), "{log}");
+    // The default capacities are the server's, shared by its two shards.
+    assert!(log.contains("rush: engine tables: "), "{log}");
+    assert!(
+        log.contains(
+            " MiB for 2000000 reservations, 2000000 request keys, 1000000 wallets, 1000000 \
+             limit counters, 10000 SKUs; 2 shards × "
+        ),
+        "{log}"
+    );
     assert!(log.contains("rush: pre-warmed 2 SKUs, 1000 wallets (embedded demo sale)"), "{log}");
     assert!(log.contains("(admin), shards on "), "{log}");
 
@@ -77,6 +84,23 @@ fn serves_the_demo_sale_and_exits_0_on_sigterm() {
     // Admin operations are refused on the public port.
     let reply = client.call(&Request::Deposit { account: 1, amount: 1, key: 9 }).expect("deposit");
     assert_eq!(reply.result, ResultCode::Unauthorized, "{reply:?}");
+    // A 20 ms hold, left to expire: the stop log says how late holds expired.
+    let short = Request::Reserve(Reserve { hold_ms: 20, ..reserve_fields(2, 1, 1, 1) });
+    let reply = client.call(&short).expect("short hold");
+    assert_eq!(reply.result, ResultCode::Ok, "{reply:?}");
+    let mut queries = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        queries += 1;
+        let query = Request::QueryReservation { account: 2, target: Target::ReserveKey(1) };
+        let reply = client.call(&query).expect("query reservation");
+        let state = reply.reservation().expect("a reservation").state;
+        if state == ReservationState::Expired {
+            break;
+        }
+        assert_eq!(state, ReservationState::Held, "{reply:?}");
+        assert!(queries < 1000, "the 20 ms hold did not expire in 10 s");
+    }
     drop(client);
 
     served.signal(Signal::SIGTERM);
@@ -84,7 +108,17 @@ fn serves_the_demo_sale_and_exits_0_on_sigterm() {
     let log = log.join("\n");
     assert!(status.success(), "exit status {status:?}\n{log}");
     assert!(log.contains("rush: stopping (SIGTERM)"), "{log}");
-    assert!(log.contains("rush: stopped; connections accepted: 1, frames: 6"), "{log}");
+    let frames = 7 + queries;
+    assert!(
+        log.contains(&format!("rush: stopped; connections accepted: 1, frames: {frames}")),
+        "{log}"
+    );
+    assert!(log.contains("holds expired: 1\n"), "{log}");
+    assert!(
+        log.contains("rush: hold expiry delay (engine clock at release - deadline, ms): p50 "),
+        "{log}"
+    );
+    assert!(log.contains(" over 1 expiries"), "{log}");
 }
 
 #[test]

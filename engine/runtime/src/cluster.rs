@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::published::Board;
 use crate::shard::{Mesh, Port, RuntimeConfig, ShardCore};
-use crate::shard_loop::{run_shard, Driver};
+use crate::shard_loop::{run_shard, Driver, LoopCounters};
 use crate::stop::StopState;
 use crate::storage::{DurableWrites, InlineWrites, SyncWrite, SyncWriter, Synced};
 use crate::waker::{Doorbell, Notify, ThreadNotify};
@@ -122,7 +122,7 @@ pub struct Runtime {
     stop: Arc<StopState>,
     doorbells: Vec<Arc<Doorbell>>,
     board: Arc<Board>,
-    threads: Vec<JoinHandle<(ShardCore, io::Result<()>)>>,
+    threads: Vec<JoinHandle<(ShardCore, io::Result<LoopCounters>)>>,
 }
 
 impl Runtime {
@@ -143,7 +143,7 @@ impl Runtime {
                     }
                     let mut shard = shard;
                     let mut driver = PortDriver::new(&shard);
-                    let result = run_shard(&mut shard, &mut driver, &stop, options).map(drop);
+                    let result = run_shard(&mut shard, &mut driver, &stop, options);
                     (shard, result)
                 })
                 .expect("spawning a shard thread");
@@ -161,20 +161,28 @@ impl Runtime {
     /// rings and backlogs, so the returned engines are quiescent: no message in flight. The
     /// ports' unread completions are dropped with the ports (the caller stopped using them).
     pub fn stop(self) -> Vec<Engine> {
+        self.stop_counted().0
+    }
+
+    /// [`Runtime::stop`], also returning each shard loop's idling counters (for the
+    /// benchmarks: a park that ran to its timeout with input waiting is a suspected lost
+    /// wake-up).
+    pub fn stop_counted(self) -> (Vec<Engine>, Vec<LoopCounters>) {
         self.stop.request();
         for doorbell in &self.doorbells {
             doorbell.wake();
         }
+        let mut counters = Vec::with_capacity(self.threads.len());
         let shards: Vec<ShardCore> = self
             .threads
             .into_iter()
             .map(|handle| {
                 let (shard, result) = handle.join().expect("shard thread");
-                result.expect("a port shard's loop does no fallible I/O");
+                counters.push(result.expect("a port shard's loop does no fallible I/O"));
                 shard
             })
             .collect();
-        quiesce(shards)
+        (quiesce(shards), counters)
     }
 }
 

@@ -27,6 +27,8 @@ mod snapshot;
 mod state_hash;
 mod time;
 
+pub use time::ExpiryDelay;
+
 pub(crate) use keys::fingerprint;
 
 /// Clock readings must stay below this (see `advance`).
@@ -254,6 +256,8 @@ pub struct Engine {
     pub(crate) limits: FixedMap<(AccountId, SkuId), u32>,
     pub(crate) events: Vec<Event>,
     pub(crate) counters: Counters,
+    /// How late holds expire (observational, like `counters`, and not snapshotted).
+    pub(crate) expiry_delay: ExpiryDelay,
     pub(crate) placement: Placement,
     /// Messages to other shards (and to itself), drained by the caller after every call.
     pub(crate) outbox: Vec<Envelope>,
@@ -362,6 +366,7 @@ impl Engine {
             limits: FixedMap::with_len_max(config.limit_entry_max as usize),
             events: Vec::with_capacity(reservation_max as usize),
             counters: Counters::default(),
+            expiry_delay: ExpiryDelay::default(),
             placement,
             outbox: Vec::with_capacity(
                 reservation_max as usize + 4 * placement.shard_count as usize,
@@ -423,6 +428,11 @@ impl Engine {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// How late the holds this engine expired were released (see [`ExpiryDelay`]).
+    pub fn expiry_delay(&self) -> &ExpiryDelay {
+        &self.expiry_delay
     }
 
     /// Reservations waiting or held.

@@ -317,6 +317,9 @@ impl Engine {
             limits,
             events,
             counters,
+            // A measurement of this process's expiries, not state: a restored engine starts
+            // with none.
+            expiry_delay: _,
             placement,
             outbox,
             // Observational (which SKUs the runtime has not yet published): a restored

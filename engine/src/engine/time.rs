@@ -46,6 +46,7 @@ impl Engine {
         self.release_held(index);
         self.finish(index, ReservationState::Expired);
         self.counters.holds_expired += 1;
+        self.expiry_delay.record(self.now_ms - slot.deadline_ms);
         self.units_returned(slot.sku_index);
     }
 
@@ -57,5 +58,102 @@ impl Engine {
         self.finish(index, ReservationState::WaitTimedOut);
         self.counters.waiters_timed_out += 1;
         self.resolve_parked(index, ResultCode::WaitTimeout);
+    }
+}
+
+/// How late holds expire, as the engine sees it: its clock when it released a hold minus the
+/// hold's deadline, in whole milliseconds (the engine's clock resolution: 0 means released
+/// within the deadline's millisecond). A runtime that sleeps past a timer, or falls behind
+/// under load, shows here. Observational: neither in the state hash nor in snapshots (it
+/// counts this process's expiries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryDelay {
+    /// Expiries by delay: index `d` counts delays of exactly `d` ms, the last index every
+    /// delay of `BUCKETS - 1` ms or more.
+    pub count_by_ms: [u64; ExpiryDelay::BUCKETS],
+    pub delay_ms_max: u64,
+}
+
+impl Default for ExpiryDelay {
+    fn default() -> ExpiryDelay {
+        ExpiryDelay { count_by_ms: [0; ExpiryDelay::BUCKETS], delay_ms_max: 0 }
+    }
+}
+
+impl ExpiryDelay {
+    /// Delays 0..=62 ms exactly, then one bucket for the rest (its largest value is in
+    /// `delay_ms_max`): a delay of tens of milliseconds is already a fault to look at.
+    pub const BUCKETS: usize = 64;
+
+    pub(super) fn record(&mut self, delay_ms: u64) {
+        let bucket = delay_ms.min(ExpiryDelay::BUCKETS as u64 - 1) as usize;
+        self.count_by_ms[bucket] += 1;
+        self.delay_ms_max = self.delay_ms_max.max(delay_ms);
+    }
+
+    /// Expiries recorded.
+    pub fn count(&self) -> u64 {
+        self.count_by_ms.iter().sum()
+    }
+
+    /// The smallest delay `d` such that at least `quantile` (0..=1) of the expiries took at
+    /// most `d` ms; `None` with no expiry. In the last bucket the answer is `delay_ms_max`
+    /// (an upper bound).
+    pub fn quantile_ms(&self, quantile: f64) -> Option<u64> {
+        assert!((0.0..=1.0).contains(&quantile), "quantile {quantile} is not in 0..=1");
+        let count = self.count();
+        if count == 0 {
+            return None;
+        }
+        // At least one expiry, even for quantile 0: the smallest delay seen.
+        let rank = ((quantile * count as f64).ceil() as u64).clamp(1, count);
+        let mut seen = 0;
+        for (delay_ms, &bucket_count) in self.count_by_ms.iter().enumerate() {
+            seen += bucket_count;
+            if seen >= rank {
+                return Some(if delay_ms == ExpiryDelay::BUCKETS - 1 {
+                    self.delay_ms_max
+                } else {
+                    delay_ms as u64
+                });
+            }
+        }
+        unreachable!("the rank {rank} is at most the count {count}")
+    }
+
+    /// Adds `other`'s expiries (shards' delays into one server-wide view).
+    pub fn merge(&mut self, other: &ExpiryDelay) {
+        for (mine, theirs) in self.count_by_ms.iter_mut().zip(other.count_by_ms.iter()) {
+            *mine += theirs;
+        }
+        self.delay_ms_max = self.delay_ms_max.max(other.delay_ms_max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExpiryDelay;
+
+    #[test]
+    fn quantiles_of_the_expiry_delay_are_exact_below_the_last_bucket() {
+        let mut delay = ExpiryDelay::default();
+        assert_eq!(delay.quantile_ms(0.5), None);
+        for _ in 0..98 {
+            delay.record(0);
+        }
+        delay.record(1);
+        delay.record(500);
+        assert_eq!(delay.count(), 100);
+        assert_eq!(delay.quantile_ms(0.5), Some(0));
+        assert_eq!(delay.quantile_ms(0.98), Some(0));
+        assert_eq!(delay.quantile_ms(0.99), Some(1));
+        assert_eq!(delay.quantile_ms(1.0), Some(500));
+        assert_eq!(delay.delay_ms_max, 500);
+        let mut other = ExpiryDelay::default();
+        other.record(7);
+        delay.merge(&other);
+        assert_eq!(delay.count(), 101);
+        assert_eq!(delay.count_by_ms[7], 1);
+        assert_eq!(delay.delay_ms_max, 500);
     }
 }

@@ -270,6 +270,8 @@ pub struct Server {
     data_dir: Option<DataDir>,
     recovery: Option<RecoveryReport>,
     prewarmed: bool,
+    /// Bytes of each shard's engine tables, by table, as allocated at start.
+    table_bytes: Vec<[(&'static str, usize); 5]>,
 }
 
 impl Server {
@@ -294,6 +296,7 @@ impl Server {
         };
         let Mesh { mut shards, doorbells, board, .. } = Mesh::build(&runtime)?;
         let shard_count = runtime.shard_count;
+        let table_bytes = shards.iter().map(|shard| shard.engine().table_bytes()).collect();
         // Recovery runs before any listener exists: nothing is accepted until the state is
         // back. The log says what was recovered.
         let (data_dir, recovery) = match (config.durability, &config.data_dir) {
@@ -420,6 +423,7 @@ impl Server {
             data_dir,
             recovery,
             prewarmed: fresh,
+            table_bytes,
         };
         for _ in 0..shard_count {
             match ready.recv() {
@@ -486,6 +490,12 @@ impl Server {
     }
 
     /// False when the pre-warm requests were skipped (a recovered data directory).
+    /// Bytes of each shard's engine tables, by table (`Engine::table_bytes`), as allocated
+    /// at start: what the configured capacities cost.
+    pub fn table_bytes(&self) -> &[[(&'static str, usize); 5]] {
+        &self.table_bytes
+    }
+
     pub fn prewarmed(&self) -> bool {
         self.prewarmed
     }

@@ -90,15 +90,18 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<u8> {
     }
 
     let started = Instant::now();
-    let replayed =
-        without_panicking(|| replay_directory(&directory.path, engine, directory.shard_count))
-            .map_err(|message| {
-                anyhow!("recovery panicked: {message}").context(format!(
-                    "a server start on {} would crash: its journals hold inputs the recovery \
+    let replayed = without_panicking(|| {
+        // A server's capacities, shared by its shards as `rush serve` shares them.
+        let shard = engine.per_shard(directory.shard_count);
+        replay_directory(&directory.path, shard, directory.shard_count)
+    })
+    .map_err(|message| {
+        anyhow!("recovery panicked: {message}").context(format!(
+            "a server start on {} would crash: its journals hold inputs the recovery \
                      code does not expect (damage that passed the checksums, or a bug)",
-                    directory.path.display()
-                ))
-            })?;
+            directory.path.display()
+        ))
+    })?;
     let recovered = replayed.map_err(|error| {
         let what = match &error {
             StartError::DataDir(DataDirError::Locked { .. }) => {
