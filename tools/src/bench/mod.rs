@@ -36,7 +36,6 @@ mod check;
 mod driver;
 mod report;
 mod resp;
-mod rng;
 mod workload;
 mod zipf;
 
@@ -317,7 +316,7 @@ fn random_seed() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |time| time.as_nanos() as u64);
     let mut state = nanos ^ (u64::from(std::process::id()) << 32);
-    rng::splitmix64(&mut state) >> 1
+    crate::measure::rng::splitmix64(&mut state) >> 1
 }
 
 /// Runs the bench; returns the process exit code (0, or 1 when a check failed or the run had

@@ -21,8 +21,8 @@ use rush_engine::{
     Reply, Request, ReservationState, Reserve, ResultCode, Target, RESERVE_FLAG_PAY,
 };
 
-use super::rng::{splitmix64, Rng};
 use super::zipf::Zipf;
+use crate::measure::rng::{splitmix64, Rng};
 
 /// The workloads `-w` and `--mix` name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -494,7 +494,10 @@ impl<'a> Generator<'a> {
     }
 
     fn new_op(&mut self, workload: Workload) -> Op {
-        if workload.retries() && !self.recent.is_empty() && self.rng.chance(self.params.retry_pct) {
+        if workload.retries()
+            && !self.recent.is_empty()
+            && self.rng.chance_of(self.params.retry_pct)
+        {
             let pick = self.rng.below(self.recent.len() as u64) as usize;
             return Op { retry: true, ..self.recent[pick] };
         }
@@ -595,7 +598,7 @@ impl<'a> Generator<'a> {
         let cancel = match workload {
             Workload::ReserveConfirm => false,
             Workload::ReserveCancel => true,
-            Workload::Waitlist if self.rng.chance(self.params.cancel_pct) => true,
+            Workload::Waitlist if self.rng.chance_of(self.params.cancel_pct) => true,
             _ => return,
         };
         // By reservation id when the reply carries it; by the RESERVE's key otherwise.

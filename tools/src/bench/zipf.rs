@@ -4,7 +4,7 @@
 //! exponent, `O(n)` memory for `n` ranks (the bench caps `n` at a million SKUs) and
 //! `O(log n)` per draw, which is far below the cost of a network round trip.
 
-use super::rng::Rng;
+use crate::measure::rng::Rng;
 
 #[derive(Clone, Debug)]
 pub struct Zipf {
@@ -51,7 +51,7 @@ impl Zipf {
 #[cfg(test)]
 mod tests {
     use super::Zipf;
-    use crate::bench::rng::Rng;
+    use crate::measure::rng::Rng;
 
     #[test]
     fn probabilities_follow_one_over_k() {

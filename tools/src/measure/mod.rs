@@ -10,6 +10,7 @@
 //!   or an error of any worker into the run's error;
 //! - [`report`]: the `.hgrm`, `.hlog` and JSON writers and the summary's shared blocks;
 //! - [`plot`]: latency by percentile, SVG and PNG (also `rush plot`);
+//! - [`rng`]: the one seeded generator (bench's requests; the tests' and benchmarks' too);
 //! - [`timer`]: the timerfd that wakes an event loop at a sub-millisecond schedule.
 //!
 //! Nothing here knows about bench's workloads or replay's captures: those import from
@@ -19,6 +20,7 @@ pub mod flags;
 pub mod histogram;
 pub mod plot;
 pub mod report;
+pub mod rng;
 pub mod tally;
 pub mod timer;
 pub mod workers;
