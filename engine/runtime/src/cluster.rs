@@ -13,7 +13,7 @@ use crate::published::Board;
 use crate::shard::{Mesh, Port, RuntimeConfig, ShardCore};
 use crate::shard_loop::{run_shard, Driver, LoopCounters};
 use crate::stop::StopState;
-use crate::storage::{DurableWrites, InlineWrites, SyncWrite, SyncWriter, Synced};
+use crate::storage::{DurableWrites, InlineWrites, LazySyncWriter, SyncWrite, Synced};
 use crate::waker::{Doorbell, Notify, ThreadNotify};
 use rush_engine::Engine;
 
@@ -30,12 +30,10 @@ pub fn pin_plan(shard_count: u32, pin: bool) -> Vec<Option<core_affinity::CoreId
 
 /// The driver of a shard fed by in-process ports: receives from the port rings (inside the
 /// core), replies straight onto them, parks its thread when idle, and writes durably through
-/// a helper thread ([`SyncWriter`], started on first use).
+/// a helper thread ([`LazySyncWriter`], started on first use).
 #[derive(Debug)]
 pub struct PortDriver {
-    shard: u32,
-    doorbell: Arc<Doorbell>,
-    writer: Option<SyncWriter>,
+    writes: LazySyncWriter,
     stopping: bool,
 }
 
@@ -43,9 +41,7 @@ impl PortDriver {
     /// The driver of `core`'s thread.
     pub fn new(core: &ShardCore) -> PortDriver {
         PortDriver {
-            shard: core.shard(),
-            doorbell: Arc::clone(core.doorbell()),
-            writer: None,
+            writes: LazySyncWriter::new(core.shard(), Arc::clone(core.doorbell())),
             stopping: false,
         }
     }
@@ -73,7 +69,7 @@ impl Driver for PortDriver {
     }
 
     fn has_mail(&self) -> bool {
-        self.writer.as_ref().is_some_and(SyncWriter::has_completion)
+        self.writes.has_completion()
     }
 
     fn park(&mut self, timeout: Duration) -> io::Result<()> {
@@ -98,18 +94,11 @@ impl Driver for PortDriver {
 
 impl DurableWrites for PortDriver {
     fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
-        if self.writer.is_none() {
-            let name = format!("rush-sync-{}", self.shard);
-            match SyncWriter::start(name, Arc::clone(&self.doorbell)) {
-                Ok(writer) => self.writer = Some(writer),
-                Err(_) => return Err(write),
-            }
-        }
-        self.writer.as_mut().expect("started above").submit(write)
+        self.writes.write_and_sync(write)
     }
 
     fn take_synced(&mut self) -> Option<Synced> {
-        self.writer.as_mut()?.take_synced()
+        self.writes.take_synced()
     }
 }
 

@@ -31,6 +31,7 @@ pub use shard::{
 pub use shard_loop::{run_shard, Driver, LoopCounters, LoopOptions};
 pub use stop::StopState;
 pub use storage::{
-    write_and_sync, DurableWrites, InlineWrites, SyncFailure, SyncWrite, SyncWriter, Synced,
+    write_and_sync, DurableWrites, InlineWrites, LazySyncWriter, SyncFailure, SyncWrite,
+    SyncWriter, Synced,
 };
 pub use waker::{Doorbell, Notify, ThreadNotify};

@@ -173,6 +173,45 @@ impl SyncWriter {
     }
 }
 
+/// A shard's [`SyncWriter`], started by its first durable write (a shard without a journal
+/// never starts the thread): the durable writes of every driver that has no io_uring to
+/// submit them to (the port runtime, the epoll backend).
+#[derive(Debug)]
+pub struct LazySyncWriter {
+    shard: u32,
+    shard_doorbell: Arc<Doorbell>,
+    writer: Option<SyncWriter>,
+}
+
+impl LazySyncWriter {
+    pub fn new(shard: u32, shard_doorbell: Arc<Doorbell>) -> LazySyncWriter {
+        LazySyncWriter { shard, shard_doorbell, writer: None }
+    }
+
+    /// True when a completion waits (the shard's sleep handshake checks it).
+    pub fn has_completion(&self) -> bool {
+        self.writer.as_ref().is_some_and(SyncWriter::has_completion)
+    }
+}
+
+impl DurableWrites for LazySyncWriter {
+    fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
+        if self.writer.is_none() {
+            let name = format!("rush-sync-{}", self.shard);
+            match SyncWriter::start(name, Arc::clone(&self.shard_doorbell)) {
+                Ok(writer) => self.writer = Some(writer),
+                // No thread, no write: the journal treats it as a failed write (retried).
+                Err(_) => return Err(write),
+            }
+        }
+        self.writer.as_mut().expect("started above").submit(write)
+    }
+
+    fn take_synced(&mut self) -> Option<Synced> {
+        self.writer.as_mut()?.take_synced()
+    }
+}
+
 impl Drop for SyncWriter {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);

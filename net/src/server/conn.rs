@@ -346,12 +346,16 @@ impl<H> Connections<H> {
         }
     }
 
-    /// Slots with output to send since the last call.
+    /// Adds the slots with output to send since the last call to `out` (which may already
+    /// hold slots the backend marked itself), and leaves `out` sorted with each slot once:
+    /// a pass sends in slot order, at most once per connection.
     pub fn take_dirty(&mut self, out: &mut Vec<u32>) {
         for slot in self.dirty.drain(..) {
             self.dirty_flag[slot as usize] = false;
             out.push(slot);
         }
+        out.sort_unstable();
+        out.dedup();
     }
 
     /// After output was sent: input held back by the outbound bound is decoded again.

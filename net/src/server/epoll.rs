@@ -7,7 +7,7 @@
 //! backpressure), hands the frames to the shard, and writes each connection's coalesced
 //! responses until the socket would block. An idle shard sleeps in `epoll_wait`, woken by a
 //! peer through a `mio::Waker` (an eventfd) only when it sleeps. Durable writes go to a
-//! helper thread ([`SyncWriter`]): epoll has no asynchronous file I/O, and a shard blocked in
+//! helper thread ([`LazySyncWriter`]): epoll has no asynchronous file I/O, and a shard blocked in
 //! `fdatasync` would stop serving its sockets meanwhile.
 
 use std::io::{self, Read, Write};
@@ -17,7 +17,8 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use rush_runtime::{
-    run_shard, Driver, DurableWrites, Notify, ShardCore, StopState, SyncWrite, SyncWriter, Synced,
+    run_shard, Driver, DurableWrites, LazySyncWriter, Notify, ShardCore, StopState, SyncWrite,
+    Synced,
 };
 
 use super::conn::{CloseReason, Connections};
@@ -57,9 +58,7 @@ pub(crate) struct EpollDriver {
     unread: Vec<u32>,
     dirty: Vec<u32>,
     scratch: Box<[u8]>,
-    shard: u32,
-    doorbell: Arc<rush_runtime::Doorbell>,
-    writer: Option<SyncWriter>,
+    writes: LazySyncWriter,
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
@@ -69,14 +68,7 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Resul
     let mut driver = EpollDriver::new(listeners, connections, core)?;
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
-    Ok(ShardReport {
-        counters: driver.connections.counters,
-        loop_counters,
-        journal: core
-            .journal_status()
-            .zip(core.snapshot_counters())
-            .map(|((journal, _, _), snapshots)| (journal, snapshots)),
-    })
+    Ok(ShardReport::of(core, driver.connections.counters, loop_counters))
 }
 
 impl EpollDriver {
@@ -107,9 +99,7 @@ impl EpollDriver {
             unread: Vec::new(),
             dirty: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            shard: core.shard(),
-            doorbell: Arc::clone(core.doorbell()),
-            writer: None,
+            writes: LazySyncWriter::new(core.shard(), Arc::clone(core.doorbell())),
         })
     }
 }
@@ -149,7 +139,7 @@ impl Driver for EpollDriver {
     }
 
     fn has_mail(&self) -> bool {
-        self.writer.as_ref().is_some_and(SyncWriter::has_completion)
+        self.writes.has_completion()
     }
 
     fn park(&mut self, timeout: Duration) -> io::Result<()> {
@@ -174,18 +164,11 @@ impl Driver for EpollDriver {
 
 impl DurableWrites for EpollDriver {
     fn write_and_sync(&mut self, write: SyncWrite) -> Result<(), SyncWrite> {
-        if self.writer.is_none() {
-            let name = format!("rush-sync-{}", self.shard);
-            match SyncWriter::start(name, Arc::clone(&self.doorbell)) {
-                Ok(writer) => self.writer = Some(writer),
-                Err(_) => return Err(write),
-            }
-        }
-        self.writer.as_mut().expect("started above").submit(write)
+        self.writes.write_and_sync(write)
     }
 
     fn take_synced(&mut self) -> Option<Synced> {
-        self.writer.as_mut()?.take_synced()
+        self.writes.take_synced()
     }
 }
 
@@ -344,8 +327,6 @@ impl EpollDriver {
     fn flush(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         self.connections.take_dirty(&mut dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for slot in dirty.drain(..) {
             let Some(conn) = self.connections.get_slot(slot) else { continue };
             let mut written = 0;

@@ -238,6 +238,17 @@ pub struct ShardReport {
     pub journal: Option<(JournalCounters, SnapshotCounters)>,
 }
 
+impl ShardReport {
+    /// The report of `core`'s loop, which ended with these counters (both backends).
+    pub(crate) fn of(core: &ShardCore, counters: NetCounters, loop_counters: LoopCounters) -> Self {
+        let journal = core
+            .journal_status()
+            .zip(core.snapshot_counters())
+            .map(|((journal, _, _), snapshots)| (journal, snapshots));
+        ShardReport { counters, loop_counters, journal }
+    }
+}
+
 /// What the server leaves when it stops: the quiescent engines and each shard's counters.
 #[derive(Debug)]
 pub struct ServerReport {

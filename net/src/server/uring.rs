@@ -235,14 +235,7 @@ pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Resul
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
     driver.close_all();
-    let report = ShardReport {
-        counters: driver.connections.counters,
-        loop_counters,
-        journal: core
-            .journal_status()
-            .zip(core.snapshot_counters())
-            .map(|((journal, _, _), snapshots)| (journal, snapshots)),
-    };
+    let report = ShardReport::of(core, driver.connections.counters, loop_counters);
     drop(driver);
     Ok(report)
 }
@@ -677,8 +670,6 @@ impl UringDriver {
     fn flush(&mut self) {
         let mut dirty = std::mem::take(&mut self.dirty);
         self.connections.take_dirty(&mut dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for slot in dirty.drain(..) {
             let inbound_full = self.connections.inbound_full(slot);
             let Some(conn) = self.connections.get_slot(slot) else { continue };
