@@ -4,27 +4,10 @@
 //! counter that drifted as well as a rule that was broken. It is O(state) and meant for
 //! tests, simulations and after-benchmark checks, not the hot path.
 
-use core::fmt;
-
 use crate::engine::{Engine, KeyOp};
 use crate::types::*;
+use crate::violation::Violation;
 use crate::wheel::NIL;
-
-/// A broken invariant: which one (1–5 of docs/SEMANTICS.md, 0 for internal structure) and
-/// what.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub invariant: u8,
-    pub message: String,
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "invariant {} violated: {}", self.invariant, self.message)
-    }
-}
-
-impl std::error::Error for Violation {}
 
 fn violation(invariant: u8, message: String) -> Result<(), Violation> {
     Err(Violation { invariant, message })

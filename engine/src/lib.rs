@@ -23,10 +23,11 @@ pub mod quota;
 pub mod snapshot;
 pub mod table;
 mod types;
+mod violation;
 mod wheel;
 
 pub use config::{Config, ConfigError, ConfigRule, RESERVATION_MAX_LIMIT, TABLE_LEN_MAX};
 pub use engine::{Counters, Engine, ExpiryDelay, SkuLevels, NOW_MS_LIMIT};
 pub use hash::StateHasher;
-pub use invariants::Violation;
 pub use types::*;
+pub use violation::Violation;

@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use crate::invariants::Violation;
+use crate::violation::Violation;
 
 /// Why snapshot bytes could not be turned back into an engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
