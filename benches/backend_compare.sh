@@ -64,7 +64,7 @@ run() { # backend connections pipeline
     port=$(free_port)
     admin=$(free_port)
     "$rush" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-        --shard-ports off --shards 1 --io "$backend" --durability none \
+        --shard-ports off --shards 1 --io "$backend" --durability none --metrics-listen none \
         >"$work/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 300); do

@@ -57,7 +57,7 @@ admin=$(free_port)
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/callgrind.out.%p" \
     "$rush" serve --config "$work/rush.toml" --listen "127.0.0.1:$port" \
     --admin-listen "127.0.0.1:$admin" --shard-ports off --shards 1 --no-pin --io epoll \
-    --durability none --sale "$work/empty-sale.toml" >"$work/server.log" 2>&1 &
+    --durability none --metrics-listen none --sale "$work/empty-sale.toml" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1200); do
     grep -q listening "$work/server.log" && break

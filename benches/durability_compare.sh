@@ -111,7 +111,7 @@ start() { # side
             [[ $mode == interval ]] && mode=interval:1000
             admin=$(free_port)
             taskset -c 0,1 "$rush" serve --config "$work/rush.toml" --listen "127.0.0.1:$port" \
-                --admin-listen "127.0.0.1:$admin" --shard-ports off --shards 1 \
+                --admin-listen "127.0.0.1:$admin" --metrics-listen 127.0.0.1:0 --shard-ports off --shards 1 \
                 --sale "$work/empty-sale.toml" --data-dir "$data/rush" --durability "$mode" \
                 >"$work/server.log" 2>&1 &
             server_pid=$!

@@ -92,7 +92,7 @@ start_servers() {
     rush_port=$(free_port)
     admin_port=$(free_port)
     "$rush" serve --config "$work/rush.toml" --listen "127.0.0.1:$rush_port" \
-        --admin-listen "127.0.0.1:$admin_port" --shard-ports auto --shards "${RUSH_SHARDS:-1}" \
+        --admin-listen "127.0.0.1:$admin_port" --metrics-listen 127.0.0.1:0 --shard-ports auto --shards "${RUSH_SHARDS:-1}" \
         --durability none >"$work/rush.log" 2>&1 &
     rush_pid=$!
     for _ in $(seq 300); do

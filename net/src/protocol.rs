@@ -167,6 +167,25 @@ impl Opcode {
         })
     }
 
+    /// The opcode's position in [`Opcode::ALL`] (the operation index of the metrics).
+    pub const fn index(self) -> usize {
+        match self {
+            Opcode::Ping => 0,
+            Opcode::Reserve => 1,
+            Opcode::Confirm => 2,
+            Opcode::Cancel => 3,
+            Opcode::QuerySku => 4,
+            Opcode::QueryAccount => 5,
+            Opcode::QueryReservation => 6,
+            Opcode::PutSku => 7,
+            Opcode::AdjustStock => 8,
+            Opcode::Pause => 9,
+            Opcode::Resume => 10,
+            Opcode::Deposit => 11,
+            Opcode::Withdraw => 12,
+        }
+    }
+
     /// The wire value.
     pub const fn as_u8(self) -> u8 {
         self as u8
@@ -244,6 +263,16 @@ impl Opcode {
         }
     }
 }
+
+// Every opcode has a slot in the shards' metrics, at its position in `ALL`.
+const _: () = {
+    assert!(Opcode::ALL.len() <= rush_runtime::metrics::OPERATION_SLOT_COUNT);
+    let mut index = 0;
+    while index < Opcode::ALL.len() {
+        assert!(Opcode::ALL[index].index() == index);
+        index += 1;
+    }
+};
 
 impl core::fmt::Display for Opcode {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -9,6 +9,7 @@
 //!   plots its `.hgrm` files (see `measure/plot.rs`).
 //! - `rush journal verify|dump|stats` looks inside a data directory: whether a start would
 //!   recover it (and what), every journaled input, counts (see `journal/mod.rs`).
+//! - `rush top ADDR` shows a running server live from its metrics endpoint (see `top.rs`).
 //! - `rush decode` explains frames byte by byte for people writing a client from
 //!   docs/PROTOCOL.md.
 //! - `rush capture --pcap` converts a tcpdump capture of the protocol into a Rush capture;
@@ -34,6 +35,7 @@ mod demo;
 mod journal;
 mod serve;
 mod signals;
+mod top;
 
 // In the library (src/lib.rs), for the fuzz targets; `crate::sale` and the like resolve here.
 use rush_tools::{capture, measure, sale, settings};
@@ -73,6 +75,9 @@ enum Command {
     },
     /// Look inside a data directory: verify it as a start would, dump it, count it.
     Journal(journal::JournalArgs),
+    /// A live view of a running server from its metrics endpoint: requests per second by
+    /// result, p50/p99 latency, connections, stock left on the hottest SKUs.
+    Top(top::TopArgs),
     /// Decode protocol frames given as hex (spaces and newlines allowed) and print them.
     Decode {
         /// The bytes, in hex. Several frames may follow each other.
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code),
             Err(error) => Err(error),
         },
+        Command::Top(args) => top::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

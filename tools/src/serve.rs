@@ -13,6 +13,7 @@
 //!    rush: backend io_uring (probe passed)
 //!    rush: 2 shards; shard 0 on core 0, shard 1 on core 1
 //!    rush: pre-warmed 2 SKUs, 1000 wallets (embedded demo sale)
+//!    rush: metrics on http://127.0.0.1:7072/metrics
 //!    rush: listening on 0.0.0.0:7070 (public), 127.0.0.1:7071 (admin), shards on 7170..=7171
 //!    ```
 //!
@@ -29,6 +30,7 @@
 //! `sigwait` and the server has no failure notification).
 
 use anyhow::Context;
+use rush_net::metrics::MetricsExporter;
 use rush_net::server::{Server, ServerConfig, ShardPorts};
 
 use crate::sale::Sale;
@@ -63,7 +65,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             snapshot_every: settings.snapshot_every,
         },
     };
-    let (server, signal) = run_until_stop_signal(|| {
+    let ((server, exporter), signal) = run_until_stop_signal(|| {
         let server = Server::start(config).context("cannot start the server")?;
         log(&backend_line(&server, &settings));
         log(&shards_line(&server));
@@ -81,14 +83,40 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                  pre-warms a new data directory only)"
             ));
         }
+        // Started before the `listening on` line, so that once a script sees that line
+        // the metrics answer too. A failure to bind stops the server: an operator who
+        // asked for metrics (or runs with the default) must not be left blind silently.
+        let exporter = match settings.metrics_listen {
+            Some(address) => {
+                let exporter = MetricsExporter::start(address, server.metrics_source())
+                    .with_context(|| {
+                        format!(
+                            "cannot serve metrics on {address} (--metrics-listen ADDR, or none)"
+                        )
+                    });
+                let exporter = match exporter {
+                    Ok(exporter) => exporter,
+                    Err(error) => {
+                        let _ = server.shutdown();
+                        return Err(error);
+                    }
+                };
+                log(&format!("metrics on http://{}/metrics", exporter.local_addr()));
+                Some(exporter)
+            }
+            None => None,
+        };
         log(&listeners_line(&server, settings.shard_ports));
         if let Some(path) = &args.capture {
             log(&format!("capturing every frame received to {}", path.display()));
         }
-        Ok(server)
+        Ok((server, exporter))
     })?;
 
     log(&format!("stopping ({})", signal.name()));
+    if let Some(exporter) = exporter {
+        exporter.stop();
+    }
     let board = std::sync::Arc::clone(server.board());
     let report = server.shutdown().context("the server stopped with an error")?;
     let counters = board.counters();

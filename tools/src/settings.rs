@@ -5,6 +5,7 @@
 //! |---|---|---|---|
 //! | public address | `--listen ADDR` | `listen = "ADDR"` | `0.0.0.0:7070` |
 //! | admin address | `--admin-listen ADDR\|none` | `admin_listen = "ADDR"` or `"none"` | `127.0.0.1:7071` |
+//! | metrics address (Prometheus, `/metrics`) | `--metrics-listen ADDR\|none` | `metrics_listen = "ADDR"` or `"none"` | `127.0.0.1:7072` |
 //! | per-shard ports | `--shard-ports auto\|off\|BASE` | `shard_ports = "auto"`, `"off"` or a number | listen port + 100 (`auto` when the listen port is 0) |
 //! | shards | `--shards N` (1..=64) | `shards = N` | the cores this process may run on (at most 64) |
 //! | I/O backend | `--io auto\|io_uring\|epoll` | `io = "..."` | `auto`; precedence: flag, then the `RUSH_IO` environment variable, then the file |
@@ -38,6 +39,9 @@ use serde::Deserialize;
 pub const LISTEN_DEFAULT: &str = "0.0.0.0:7070";
 /// The admin address when neither flag nor file gives one.
 pub const ADMIN_LISTEN_DEFAULT: &str = "127.0.0.1:7071";
+/// The metrics exporter's address when neither flag nor file gives one: loopback, like the
+/// admin port (the figures tell a competitor how a sale goes; expose them deliberately).
+pub const METRICS_LISTEN_DEFAULT: &str = "127.0.0.1:7072";
 /// The default per-shard port base is the public port plus this.
 pub const SHARD_PORT_OFFSET: u16 = 100;
 /// The data directory when neither flag nor file gives one (relative to the working
@@ -81,6 +85,9 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:7071]
     #[arg(long, value_name = "ADDR|none")]
     pub admin_listen: Option<AdminListen>,
+    /// Prometheus metrics address (HTTP, GET /metrics), or `none` [default: 127.0.0.1:7072]
+    #[arg(long, value_name = "ADDR|none")]
+    pub metrics_listen: Option<AdminListen>,
     /// Per-shard ports for shard-aware clients: shard i on BASE + i; `auto` picks a free
     /// range, `off` disables [default: listen port + 100, or auto if the listen port is 0]
     #[arg(long, value_name = "auto|off|BASE")]
@@ -137,7 +144,8 @@ fn parse_backend(value: &str) -> Result<BackendChoice, String> {
     value.parse().map_err(|error: rush_net::server::ServerError| error.to_string())
 }
 
-/// `--admin-listen`: an address, or `none` (or `off`) for no admin listener.
+/// `--admin-listen` and `--metrics-listen`: an address, or `none` (or `off`) for no
+/// listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdminListen {
     Off,
@@ -193,6 +201,8 @@ pub enum SaleSource {
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// The metrics exporter's address (`None`: no exporter).
+    pub metrics_listen: Option<SocketAddr>,
     pub shard_ports: ShardPorts,
     pub backend: BackendChoice,
     /// Who chose the backend: `--io`, `RUSH_IO`, the config file, or the default.
@@ -216,6 +226,7 @@ pub struct Settings {
 struct ConfigDoc {
     listen: Option<String>,
     admin_listen: Option<String>,
+    metrics_listen: Option<String>,
     shard_ports: Option<toml::Value>,
     shards: Option<u32>,
     io: Option<String>,
@@ -250,6 +261,7 @@ pub struct ConfigFile {
     pub path: PathBuf,
     listen: Option<SocketAddr>,
     admin_listen: Option<AdminListen>,
+    metrics_listen: Option<AdminListen>,
     shard_ports: Option<ShardPortsArg>,
     shards: Option<u32>,
     io: Option<BackendChoice>,
@@ -294,6 +306,10 @@ impl ConfigFile {
         };
         let admin_listen = match &doc.admin_listen {
             Some(text) => Some(text.parse::<AdminListen>().map_err(|e| key("admin_listen", e))?),
+            None => None,
+        };
+        let metrics_listen = match &doc.metrics_listen {
+            Some(text) => Some(text.parse::<AdminListen>().map_err(|e| key("metrics_listen", e))?),
             None => None,
         };
         let shard_ports = match &doc.shard_ports {
@@ -388,6 +404,7 @@ impl ConfigFile {
             path: path.to_path_buf(),
             listen,
             admin_listen,
+            metrics_listen,
             shard_ports,
             shards: doc.shards,
             io,
@@ -444,6 +461,12 @@ impl Settings {
             Some(AdminListen::At(address)) => Some(address),
             Some(AdminListen::Off) => None,
             None => Some(ADMIN_LISTEN_DEFAULT.parse().context("default admin address")?),
+        };
+        let metrics_listen = match args.metrics_listen.or(file.and_then(|file| file.metrics_listen))
+        {
+            Some(AdminListen::At(address)) => Some(address),
+            Some(AdminListen::Off) => None,
+            None => Some(METRICS_LISTEN_DEFAULT.parse().context("default metrics address")?),
         };
         let shard_count = args
             .shards
@@ -504,6 +527,7 @@ impl Settings {
         Ok(Settings {
             listen,
             admin_listen,
+            metrics_listen,
             shard_ports,
             backend,
             backend_source,
@@ -549,6 +573,7 @@ mod tests {
         let settings = Settings::resolve(&ServeArgs::default(), None, None, 2).unwrap();
         assert_eq!(settings.listen, "0.0.0.0:7070".parse().unwrap());
         assert_eq!(settings.admin_listen, Some("127.0.0.1:7071".parse().unwrap()));
+        assert_eq!(settings.metrics_listen, Some("127.0.0.1:7072".parse().unwrap()));
         assert_eq!(settings.shard_ports, ShardPorts::Base(7170));
         assert_eq!(settings.backend, BackendChoice::Auto);
         assert_eq!(settings.runtime.shard_count, 2);
@@ -568,6 +593,7 @@ mod tests {
             r#"
             listen = "127.0.0.1:9000"
             admin_listen = "none"
+            metrics_listen = "127.0.0.1:9100"
             shard_ports = 9500
             shards = 3
             io = "epoll"
@@ -598,6 +624,7 @@ mod tests {
         let settings = Settings::resolve(&ServeArgs::default(), Some(&parsed), None, 2).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(settings.admin_listen, None);
+        assert_eq!(settings.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(settings.shard_ports, ShardPorts::Base(9500));
         assert_eq!(settings.runtime.shard_count, 3);
         assert_eq!(settings.backend, BackendChoice::Epoll);
@@ -637,6 +664,7 @@ mod tests {
         let args = ServeArgs {
             listen: Some("127.0.0.1:0".parse().unwrap()),
             admin_listen: Some(AdminListen::Off),
+            metrics_listen: Some(AdminListen::Off),
             shards: Some(1),
             no_pin: true,
             sale: Some("x.json".into()),
@@ -645,6 +673,7 @@ mod tests {
         let settings = Settings::resolve(&args, Some(&parsed), None, 8).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:0".parse().unwrap());
         assert_eq!(settings.admin_listen, None);
+        assert_eq!(settings.metrics_listen, None);
         assert_eq!(settings.shard_ports, ShardPorts::Off);
         assert_eq!(settings.runtime.shard_count, 1);
         assert!(!settings.runtime.pin);
@@ -708,6 +737,7 @@ mod tests {
         let limits = settings.limits;
         assert_eq!(cell("listen"), format!("`{LISTEN_DEFAULT}`"));
         assert_eq!(cell("admin_listen"), format!("`{ADMIN_LISTEN_DEFAULT}`"));
+        assert_eq!(cell("metrics_listen"), format!("`{METRICS_LISTEN_DEFAULT}`"));
         assert_eq!(cell("shard_ports"), format!("listen port + {SHARD_PORT_OFFSET}"));
         for (key, value) in [
             ("sku_max", u64::from(engine.sku_max)),
@@ -744,6 +774,7 @@ mod tests {
         for (text, key) in [
             ("listen = \"localhost\"", "`listen`"),
             ("admin_listen = \"nowhere\"", "`admin_listen`"),
+            ("metrics_listen = \"localhost:9100\"", "`metrics_listen`"),
             ("shard_ports = 0", "`shard_ports`"),
             ("shard_ports = \"some\"", "`shard_ports`"),
             ("shard_ports = true", "`shard_ports`"),

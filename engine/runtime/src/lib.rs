@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod cluster;
 pub mod journal;
+pub mod metrics;
 pub mod published;
 pub mod ring;
 pub mod shard;

@@ -20,13 +20,16 @@
 //! (model-checked with loom: `loom_tests` below).
 //!
 //! Each shard also publishes its engine counters (results by code, expiries, matches, ...)
-//! in a row of its own, for metrics read from any thread ([`Board::counters`]).
+//! in a row of its own, for metrics read from any thread ([`Board::counters`]), and its
+//! operational figures (requests, latency, connections, journal; `crate::metrics`) in
+//! another ([`Board::metrics_of`]), under the same single-writer rule.
 //!
 //! **Architecture Invariant:** a shard writes only its own row; no shard reads another
 //! shard's engine.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::metrics::{MetricsSnapshot, PublishedMetrics};
 use crate::sync;
 
 use rush_engine::{Counters, Engine, Reply, ReplyBody, ResultCode, SkuId, SkuLevels};
@@ -169,6 +172,8 @@ pub struct Board {
     counters: Box<[CounterRow]>,
     /// One row per shard.
     journal: Box<[JournalRow]>,
+    /// One row per shard.
+    metrics: Box<[PublishedMetrics]>,
 }
 
 impl Board {
@@ -190,7 +195,41 @@ impl Board {
                     ..JournalRow::default()
                 })
                 .collect(),
+            metrics: (0..shard_count).map(|_| PublishedMetrics::default()).collect(),
         }
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+
+    /// Publishes `shard`'s operational figures. Called only by `shard`'s own thread.
+    pub fn publish_metrics(&self, shard: u32, figures: &MetricsSnapshot) {
+        self.metrics[shard as usize].store(figures);
+    }
+
+    /// `shard`'s operational figures as of its last publication (any thread).
+    pub fn metrics_of(&self, shard: u32) -> MetricsSnapshot {
+        self.metrics[shard as usize].load()
+    }
+
+    /// Every SKU published on the board, in the order their columns were assigned (the
+    /// order of first publication), at most `max` of them. For the metrics exporter: a scan
+    /// of the catalog, O(its slots); never called by a shard.
+    pub fn published_skus(&self, max: usize) -> Vec<SkuId> {
+        let mut found: Vec<(u32, SkuId)> = Vec::new();
+        for (key, column) in self.catalog.keys.iter().zip(self.catalog.columns.iter()) {
+            let sku = key.load(Ordering::Acquire);
+            if sku == 0 {
+                continue;
+            }
+            match column.load(Ordering::Acquire) {
+                PENDING | NO_COLUMN => {}
+                published => found.push((published - 1, sku)),
+            }
+        }
+        found.sort_unstable();
+        found.into_iter().take(max).map(|(_, sku)| sku).collect()
     }
 
     /// Copies `shard`'s engine counters into its row. Called only by `shard`'s own thread.

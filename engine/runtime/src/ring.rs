@@ -188,6 +188,11 @@ impl<T: Copy + Send> Consumer<T> {
         count
     }
 
+    /// Slots of the ring (a power of two).
+    pub fn capacity(&self) -> usize {
+        (self.shared.mask + 1) as usize
+    }
+
     /// Messages waiting (a snapshot: the producer may add more at any time).
     pub fn len(&self) -> usize {
         (self.shared.tail.0.load(Ordering::Acquire) - self.head) as usize

@@ -27,6 +27,7 @@ use crate::journal::{
     JournalFault, JournalWrite, JournalWriter, Outbox, OutboxMessage, Redelivery, SegmentFiles,
     SegmentPosition, SnapshotCounters, SnapshotEvery, Snapshotter, Stability,
 };
+use crate::metrics::ShardMetrics;
 use crate::published::Board;
 use crate::ring::{channel, Consumer, Producer};
 use crate::storage::{DurableWrites, SyncFailure, SyncWrite};
@@ -64,6 +65,9 @@ pub struct LocalCompletion {
     pub connection: u64,
     pub tag: u64,
     pub reply: Reply,
+    /// The shard's [`ShardMetrics::now_us`] reading when the request was taken in (its
+    /// server-side latency is measured from it).
+    pub received_us: u32,
 }
 
 /// Where a reply goes.
@@ -71,8 +75,9 @@ pub struct LocalCompletion {
 enum Client {
     /// A client thread's port (replies go straight onto its ring from the executing shard).
     Port(u32),
-    /// A connection of `shard`'s network loop (replies travel back over the mesh).
-    Connection { shard: u32, connection: u64 },
+    /// A connection of `shard`'s network loop (replies travel back over the mesh), with
+    /// that shard's clock reading when the request was taken in.
+    Connection { shard: u32, connection: u64, received_us: u32 },
 }
 
 impl Default for Client {
@@ -97,7 +102,7 @@ enum Mail {
     /// A client request that arrived on a shard other than the one that owns it.
     Forward { reply_to: ReplyTo, request: Request },
     /// The reply to a forwarded request, back to the shard of its connection.
-    Reply { connection: u64, tag: u64, reply: Reply },
+    Reply { connection: u64, tag: u64, reply: Reply, received_us: u32 },
 }
 
 // Everything that travels through a ring is copied by value: keep each a bounded, known
@@ -246,6 +251,11 @@ pub struct ShardCore {
     received: Vec<u64>,
     /// The journal, when the server is durable.
     journal: Option<ShardJournal>,
+    /// Operational figures counted by this thread, published on the board.
+    metrics: ShardMetrics,
+    /// `metrics.now_us()` when the network loop last took input in
+    /// ([`ShardCore::stamp_receive`]): the receive time of the requests it submits.
+    receive_stamp_us: u32,
     // Scratch buffers reused every pass, so the loop never allocates once warm.
     mail_scratch: Vec<Mail>,
     submission_scratch: Vec<Submission>,
@@ -264,8 +274,9 @@ struct ShardJournal {
     /// Replies waiting for their entry to be stable: (entry, address, reply, whether the
     /// request changed state), in entry order.
     held: VecDeque<(u64, ReplyTo, Reply, bool)>,
-    /// The write in flight: its last entry and its position (its bytes are in the driver).
-    in_flight: Option<(u64, SegmentPosition)>,
+    /// The write in flight: its last entry, its position (its bytes are in the driver) and
+    /// when it was submitted (for the fsync latency metric).
+    in_flight: Option<(u64, SegmentPosition, std::time::Instant)>,
     /// The last fault reported in the log (each new fault is reported once).
     fault_reported: Option<JournalFault>,
     /// The entry that last sent a quota message (0: none). A receipt never joins an entry
@@ -382,6 +393,8 @@ impl Mesh {
                 sent: vec![0; n],
                 received: vec![0; n],
                 journal: None,
+                metrics: ShardMetrics::default(),
+                receive_stamp_us: 0,
                 mail_scratch: Vec::with_capacity(BATCH_MAX),
                 submission_scratch: Vec::with_capacity(BATCH_MAX),
                 envelope_scratch: Vec::with_capacity(BATCH_MAX),
@@ -519,12 +532,12 @@ impl ShardCore {
                 match item {
                     Mail::Quota { envelope, cause } => self.receive_quota(now_ms, envelope, cause),
                     Mail::Forward { reply_to, request } => self.apply(now_ms, reply_to, &request),
-                    Mail::Reply { connection, tag, reply } => {
+                    Mail::Reply { connection, tag, reply, received_us } => {
                         debug_assert_ne!(
                             peer as u32, self.shard,
                             "a shard never forwards to itself"
                         );
-                        self.local.push(LocalCompletion { connection, tag, reply });
+                        self.local.push(LocalCompletion { connection, tag, reply, received_us });
                     }
                 }
                 self.flush_engine();
@@ -566,14 +579,60 @@ impl ShardCore {
     /// [`ShardCore::drain_local`] with the same `connection` and `tag` (after a hop to the
     /// owning shard and back, or at once).
     pub fn submit(&mut self, now_ms: u64, connection: u64, tag: u64, request: &Request) {
-        let reply_to =
-            ReplyTo { client: Client::Connection { shard: self.shard, connection }, tag };
-        self.dispatch(now_ms, reply_to, request);
+        let received_us = self.receive_stamp_us;
+        let client = Client::Connection { shard: self.shard, connection, received_us };
+        self.dispatch(now_ms, ReplyTo { client, tag }, request);
     }
 
     /// Replies for this shard's connections gathered so far.
     pub fn drain_local(&mut self) -> std::vec::Drain<'_, LocalCompletion> {
         self.local.drain(..)
+    }
+
+    /// [`ShardCore::drain_local`], with this shard's metrics to count the replies in.
+    pub fn drain_local_and_metrics(
+        &mut self,
+    ) -> (std::vec::Drain<'_, LocalCompletion>, &mut ShardMetrics) {
+        (self.local.drain(..), &mut self.metrics)
+    }
+
+    /// This shard's operational figures (counted by its own thread only).
+    pub fn metrics(&mut self) -> &mut ShardMetrics {
+        &mut self.metrics
+    }
+
+    /// The network loop is taking input in: the requests it submits until the next stamp
+    /// were received now (one clock reading per pass, not per request).
+    pub fn stamp_receive(&mut self) {
+        self.receive_stamp_us = self.metrics.now_us();
+    }
+
+    /// The receive time of the requests being submitted (see [`ShardCore::stamp_receive`]).
+    pub fn receive_stamp_us(&self) -> u32 {
+        self.receive_stamp_us
+    }
+
+    /// Publishes this shard's figures on the board when due: at most once a millisecond
+    /// while it works, and (`force`) before it sleeps, so an idle shard's row is current.
+    /// The gauges (rings, backlogs, parked, journal totals) are read here, not counted.
+    pub fn publish_metrics(&mut self, now_ms: u64, force: bool) {
+        if !self.metrics.due(now_ms, force) {
+            return;
+        }
+        let figures = &mut self.metrics.figures;
+        figures.ring_occupancy = self.peers_in.iter().map(|ring| ring.len() as u64).sum();
+        figures.ring_capacity = self.peers_in.iter().map(|ring| ring.capacity() as u64).sum();
+        figures.backlog = self.peer_backlog.iter().map(|queue| queue.len() as u64).sum::<u64>()
+            + self.port_backlog.iter().map(|queue| queue.len() as u64).sum::<u64>();
+        figures.parked = self.parked.len() as u64;
+        figures.reservations_live = u64::from(self.engine.live_reservations());
+        if let Some(journal) = &self.journal {
+            let counters = journal.writer.counters();
+            figures.journal_records = counters.inputs;
+            figures.journal_bytes = counters.bytes_written;
+        }
+        self.board.publish_metrics(self.shard, figures);
+        self.metrics.published(now_ms);
     }
 
     /// End of a pass: timers, the engine's output onto the rings, backlogs retried, and
@@ -710,11 +769,13 @@ impl ShardCore {
     fn send_reply(&mut self, reply_to: ReplyTo, reply: Reply) {
         match reply_to.client {
             Client::Port(port) => self.send_port(port, Completion { tag: reply_to.tag, reply }),
-            Client::Connection { shard, connection } if shard == self.shard => {
-                self.local.push(LocalCompletion { connection, tag: reply_to.tag, reply });
+            Client::Connection { shard, connection, received_us } if shard == self.shard => {
+                let tag = reply_to.tag;
+                self.local.push(LocalCompletion { connection, tag, reply, received_us });
             }
-            Client::Connection { shard, connection } => {
-                self.send_peer(shard, Mail::Reply { connection, tag: reply_to.tag, reply });
+            Client::Connection { shard, connection, received_us } => {
+                let tag = reply_to.tag;
+                self.send_peer(shard, Mail::Reply { connection, tag, reply, received_us });
             }
         }
     }
@@ -812,7 +873,9 @@ impl ShardCore {
                 work += 1;
                 continue;
             }
-            let (last_sequence, position) = journal.in_flight.take().expect("a write in flight");
+            let (last_sequence, position, submitted) =
+                journal.in_flight.take().expect("a write in flight");
+            self.metrics.record_fsync(submitted.elapsed().as_nanos() as u64);
             assert_eq!(synced.token, last_sequence, "the completion of the write in flight");
             let write = JournalWrite { position, bytes: synced.bytes, last_sequence };
             let result = synced.result.map_err(|failure| match failure {
@@ -907,7 +970,8 @@ impl ShardCore {
                         // bound of SYNC_WRITES_IN_FLIGHT_MAX.
                         let submitted = storage.write_and_sync(sync_write);
                         assert!(submitted.is_ok(), "a driver refused the one journal write");
-                        journal.in_flight = Some((last_sequence, position));
+                        let submitted = std::time::Instant::now();
+                        journal.in_flight = Some((last_sequence, position, submitted));
                     }
                     Err(error) => {
                         // Could not create the next segment (disk full, permissions): a

@@ -11,7 +11,9 @@
 //!    pass's journal entry ([`ShardCore::finish_pass`]);
 //! 5. the journal: completed writes, replies whose entry is now stable, the next group
 //!    commit submitted through the driver ([`ShardCore::journal_pass`]);
-//! 6. hand the replies to the driver ([`Driver::send`]);
+//! 6. hand the replies to the driver ([`Driver::send`]), and publish the shard's metrics
+//!    when due (at most once a millisecond; always before it sleeps:
+//!    [`ShardCore::publish_metrics`]);
 //! 7. on a stop request: stop taking new clients ([`Driver::begin_stop`]) and leave once every
 //!    shard's clients are done ([`StopState`]);
 //! 8. if the pass did anything, submit what it queued ([`Driver::submit`]) and go again;
@@ -139,6 +141,7 @@ pub fn run_shard<D: Driver>(
         work += core.finish_pass(now_ms);
         work += core.journal_pass(driver, now_ms);
         work += driver.send(core)?;
+        core.publish_metrics(now_ms, false);
         if stop.requested() {
             let since = *stopping_since.get_or_insert_with(|| {
                 driver.begin_stop();
@@ -163,6 +166,8 @@ pub fn run_shard<D: Driver>(
             driver.submit()?;
             continue;
         }
+        // About to sleep: the metrics row shows everything counted so far.
+        core.publish_metrics(now_ms, true);
         let timeout = park_timeout(core, now_ms, options.idle_park_max);
         let started = Instant::now();
         // The doorbell handshake: a peer that pushed since our last look makes the announce

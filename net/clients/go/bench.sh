@@ -32,7 +32,7 @@ go test -c -o "$work/rush.test" .
 
 # Starts a fresh server on free ports; sets PUBLIC and ADMIN.
 start_server() {
-    "$RUSH" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --shard-ports off --shards 1 \
+    "$RUSH" serve --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --metrics-listen none --shard-ports off --shards 1 \
         2>"$work/serve.log" &
     server_pid=$!
     for _ in $(seq 1 600); do

@@ -159,7 +159,7 @@ var listeningLine = regexp.MustCompile(`^rush: listening on (\S+) \(public\), (\
 // startServer starts `rush serve` on free loopback ports (port 0, per-shard ports `auto`)
 // and waits for its listening line.
 func startServer(backend string, shards int, extra ...string) (*server, error) {
-	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+	args := []string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--metrics-listen", "none",
 		"--shards", strconv.Itoa(shards), "--io", backend, "--no-pin"}
 	given := strings.Join(extra, " ")
 	if !strings.Contains(given, "--shard-ports") {

@@ -200,6 +200,9 @@ pub struct NetCounters {
     pub unauthorized: u64,
     /// io_uring: recv completions that found the buffer ring empty (re-armed at once).
     pub recv_no_buffers: u64,
+    /// Bytes read from and written to client sockets.
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
 }
 
 /// A connection's token as the shard core carries it: slot, generation and the request's
@@ -374,10 +377,37 @@ impl<H> Connections<H> {
         }
     }
 
+    /// Copies the connection totals into the shard's metrics (once a pass, by the driver,
+    /// after its sends: a handful of words).
+    pub fn publish_totals(&self, core: &mut ShardCore) {
+        let metrics = core.metrics();
+        let figures = &mut metrics.figures;
+        let changed = figures.connections_accepted != self.counters.accepted
+            || figures.connections_refused != self.counters.refused_full
+            || figures.bytes_received != self.counters.bytes_received
+            || figures.bytes_sent != self.counters.bytes_sent
+            || figures.frames_fatal != self.counters.fatal_frames
+            || figures.connections_open != self.len() as u64;
+        if changed {
+            figures.connections_open = self.len() as u64;
+            figures.connections_accepted = self.counters.accepted;
+            figures.connections_refused = self.counters.refused_full;
+            figures.bytes_received = self.counters.bytes_received;
+            figures.bytes_sent = self.counters.bytes_sent;
+            figures.frames_fatal = self.counters.fatal_frames;
+            metrics.touch();
+        }
+    }
+
     /// Decodes the input of every ready connection and hands the requests to `core`, as
     /// far as the limits allow (the rest stays ready for the next pass).
     pub fn process(&mut self, core: &mut ShardCore, now_ms: u64) -> usize {
         let mut work = 0;
+        if self.ready.is_empty() {
+            return 0;
+        }
+        // The receive time of every request submitted in this pass (one clock reading).
+        core.stamp_receive();
         // The list is compacted in place (blocked slots stay, in order) and given back, so it
         // keeps its capacity: no allocation per pass. `process_one` never marks a slot ready.
         let mut ready = std::mem::take(&mut self.ready);
@@ -413,6 +443,10 @@ impl<H> Connections<H> {
         let mut handled = 0;
         let mut blocked = false;
         let mut wrote = false;
+        // Answers given at once (PING, UNAUTHORIZED, BAD_REQUEST) are timed by one clock
+        // reading per connection and pass, taken at the first of them.
+        let received_us = core.receive_stamp_us();
+        let mut answered_us: Option<u32> = None;
         loop {
             if conn.in_flight >= limits.pipeline_max
                 || conn.outbound.len() >= limits.outbound_bytes_max
@@ -456,11 +490,18 @@ impl<H> Connections<H> {
                     if opcode == Opcode::Ping {
                         encode_ping_response(frame.request_id, topology, &mut conn.outbound);
                         wrote = true;
+                        let metrics = core.metrics();
+                        let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
+                        metrics.record_request(opcode.index(), ResultCode::Ok, received_us, now_us);
                     } else if opcode.is_admin() && !conn.admin {
                         self.counters.unauthorized += 1;
                         let reply = Reply::code(ResultCode::Unauthorized);
                         encode_response(opcode, frame.request_id, &reply, &mut conn.outbound);
                         wrote = true;
+                        let metrics = core.metrics();
+                        let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
+                        let result = ResultCode::Unauthorized;
+                        metrics.record_request(opcode.index(), result, received_us, now_us);
                     } else {
                         conn.in_flight += 1;
                         let token = token(slot, conn.generation, opcode);
@@ -477,6 +518,10 @@ impl<H> Connections<H> {
                         let reply = Reply::code(ResultCode::BadRequest);
                         encode_response(frame.opcode, frame.request_id, &reply, &mut conn.outbound);
                         wrote = true;
+                        let metrics = core.metrics();
+                        let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
+                        let (operation, result) = (frame.opcode.index(), ResultCode::BadRequest);
+                        metrics.record_request(operation, result, received_us, now_us);
                     }
                     ErrorClass::Fatal => {
                         self.counters.fatal_frames += 1;
@@ -506,7 +551,10 @@ impl<H> Connections<H> {
     pub fn complete(&mut self, core: &mut ShardCore) -> usize {
         let mut count = 0;
         let mut touched = std::mem::take(&mut self.dirty);
-        for completion in core.drain_local() {
+        let (completions, metrics) = core.drain_local_and_metrics();
+        // Every response of this pass is queued now: one clock reading, if any.
+        let now_us = if completions.as_slice().is_empty() { 0 } else { metrics.now_us() };
+        for completion in completions {
             count += 1;
             let (slot, generation, opcode) = untoken(completion.connection);
             let Some(opcode) = opcode else {
@@ -519,6 +567,8 @@ impl<H> Connections<H> {
             debug_assert!(conn.in_flight > 0);
             conn.in_flight = conn.in_flight.saturating_sub(1);
             encode_response(opcode, completion.tag, &completion.reply, &mut conn.outbound);
+            let (operation, result) = (opcode.index(), completion.reply.result);
+            metrics.record_request(operation, result, completion.received_us, now_us);
             let was_blocked = conn.in_flight + 1 >= self.limits.pipeline_max;
             if !std::mem::replace(&mut self.dirty_flag[slot as usize], true) {
                 touched.push(slot);

@@ -123,6 +123,7 @@ impl Driver for EpollDriver {
     fn send(&mut self, core: &mut ShardCore) -> io::Result<usize> {
         let work = self.connections.complete(core);
         self.flush();
+        self.connections.publish_totals(core);
         Ok(work)
     }
 
@@ -282,6 +283,7 @@ impl EpollDriver {
                 continue;
             }
             let mut received = false;
+            let mut bytes_received = 0;
             loop {
                 if conn.pending_input() >= limit {
                     // Backpressure: the socket keeps its readiness (`readable` stays true);
@@ -299,6 +301,7 @@ impl EpollDriver {
                     Ok(length) => {
                         conn.inbound.extend_from_slice(&self.scratch[..length]);
                         received = true;
+                        bytes_received += length as u64;
                         work += 1;
                     }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
@@ -313,6 +316,7 @@ impl EpollDriver {
                     }
                 }
             }
+            self.connections.counters.bytes_received += bytes_received;
             if received {
                 self.connections.mark_ready(slot);
             }
@@ -346,6 +350,7 @@ impl EpollDriver {
                 }
             }
             conn.outbound.drain(..written);
+            self.connections.counters.bytes_sent += written as u64;
             if written > 0 {
                 self.connections.resume(slot);
             }

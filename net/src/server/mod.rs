@@ -495,6 +495,11 @@ impl Server {
         &self.board
     }
 
+    /// What the metrics exporter reads (`crate::metrics::MetricsExporter::start`).
+    pub fn metrics_source(&self) -> crate::metrics::MetricsSource {
+        crate::metrics::MetricsSource { board: Arc::clone(&self.board), backend: self.backend }
+    }
+
     /// What a durable server recovered at start (`None`: not durable).
     pub fn recovery(&self) -> Option<&RecoveryReport> {
         self.recovery.as_ref()

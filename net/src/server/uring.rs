@@ -284,6 +284,7 @@ impl Driver for UringDriver {
     fn send(&mut self, core: &mut ShardCore) -> io::Result<usize> {
         let work = self.connections.complete(core);
         self.flush();
+        self.connections.publish_totals(core);
         Ok(work)
     }
 
@@ -583,6 +584,7 @@ impl UringDriver {
         let buffer = cqueue::buffer_select(flags);
         if let (Some(id), true) = (buffer, result > 0) {
             let length = result as usize;
+            self.connections.counters.bytes_received += length as u64;
             let bytes = self.buffers.buffer(id, length);
             if let Some(conn) = self.connections.get(slot, generation) {
                 if conn.closing.is_none() && !conn.read_closed {
@@ -644,6 +646,9 @@ impl UringDriver {
     }
 
     fn on_send(&mut self, slot: u32, generation: u32, result: i32) {
+        if result > 0 {
+            self.connections.counters.bytes_sent += result as u64;
+        }
         let Some(conn) = self.connections.get(slot, generation) else { return };
         debug_assert!(conn.handle.send_in_flight);
         conn.handle.send_in_flight = false;

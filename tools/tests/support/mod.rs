@@ -63,6 +63,11 @@ impl Served {
         let data_dir = (!names_storage).then(fresh_data_dir);
         let mut command = Command::new(RUSH);
         command.arg("serve").args(&args);
+        // The metrics exporter's default port (7072) would collide between tests running
+        // side by side: a port of the system's choosing unless the test names one.
+        if !args.iter().any(|arg| arg == "--metrics-listen") {
+            command.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
         if let Some(directory) = &data_dir {
             command.arg("--data-dir").arg(directory);
         }
@@ -110,6 +115,15 @@ impl Served {
                 }
             }
         }
+    }
+
+    /// The metrics address from the `rush: metrics on http://ADDR/metrics` line (logged
+    /// before the `listening on` line: call after [`Served::listening`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.log.iter().find_map(|line| {
+            let rest = line.strip_prefix("rush: metrics on http://")?;
+            rest.strip_suffix("/metrics")?.parse().ok()
+        })
     }
 
     /// Sends `signal` to the process. It is our own child, not yet waited for, so its pid
