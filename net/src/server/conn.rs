@@ -15,7 +15,7 @@
 //!   reading it. Answers to requests already in flight still append (at most `pipeline_max`
 //!   more responses).
 
-use rush_engine::{Reply, ResultCode};
+use rush_engine::{Reply, ReplyBody, ReservationView, ResultCode};
 use rush_runtime::ShardCore;
 
 use crate::capture::{CaptureSink, Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
@@ -52,6 +52,14 @@ pub struct ConnLimits {
     pub inbound_bytes_max: usize,
     /// Unsent outbound bytes per connection before the server stops decoding its input.
     pub outbound_bytes_max: usize,
+    /// State-changing requests (RESERVE, CONFIRM, CANCEL) one public connection may make per
+    /// second, sustained; 0: no limit. Past it they are answered RATE_LIMITED at once, with
+    /// the time to retry (PROTOCOL.md section 7). Admin connections, PING and queries are
+    /// never limited.
+    pub connection_rate_per_s: u32,
+    /// How many of those requests a connection may make at once, above the sustained rate
+    /// (the bucket's depth): 1..=[`CONNECTION_BURST_MAX`].
+    pub connection_burst: u32,
 }
 
 /// Largest `connection_max` and `pipeline_max`.
@@ -62,12 +70,23 @@ pub const BUFFER_BYTES_MAX: usize = 1 << 30;
 pub const ADMIN_CONNECTION_MAX_DEFAULT: u32 = 16;
 /// Largest `admin_connection_max`.
 pub const ADMIN_CONNECTION_LIMIT_MAX: u32 = 1024;
+/// Largest `connection_rate_per_s`: one request a microsecond (the clock the limit reads).
+pub const CONNECTION_RATE_MAX: u32 = 1_000_000;
+/// Largest `connection_burst`.
+pub const CONNECTION_BURST_MAX: u32 = 1 << 20;
+/// Default `connection_burst`.
+pub const CONNECTION_BURST_DEFAULT: u32 = 64;
 
 impl ConnLimits {
     /// Checks every limit (the server refuses to start with an invalid one; the config
     /// loader reports the same error against its file). A buffer must hold a whole frame.
     pub fn validate(&self) -> Result<(), rush_engine::ConfigError> {
+        if self.connection_rate_per_s > CONNECTION_RATE_MAX {
+            let (value, max) = (self.connection_rate_per_s.into(), CONNECTION_RATE_MAX.into());
+            return Err(rush_engine::ConfigError::between("connection_rate_per_s", value, 0, max));
+        }
         let counts = [
+            ("connection_burst", self.connection_burst, CONNECTION_BURST_MAX),
             ("connection_max", self.connection_max, CONNECTION_LIMIT_MAX),
             ("pipeline_max", self.pipeline_max, CONNECTION_LIMIT_MAX),
             ("admin_connection_max", self.admin_connection_max, ADMIN_CONNECTION_LIMIT_MAX),
@@ -100,6 +119,8 @@ impl Default for ConnLimits {
             pipeline_max: 4096,
             inbound_bytes_max: 256 * 1024,
             outbound_bytes_max: 256 * 1024,
+            connection_rate_per_s: 0,
+            connection_burst: CONNECTION_BURST_DEFAULT,
         }
     }
 }
@@ -137,6 +158,10 @@ pub struct Conn<H> {
     pub closing: Option<CloseReason>,
     /// Close once the outbound buffer is flushed, not before (fatal errors, EOF).
     pub close_after_flush: bool,
+    /// The rate limit's one timestamp (GCRA): the theoretical arrival time of the next
+    /// state-changing request, in the shard's microseconds. A request arriving earlier than
+    /// `rate_arrival_us - tolerance` is over the limit.
+    rate_arrival_us: u64,
 }
 
 impl<H> Conn<H> {
@@ -153,6 +178,7 @@ impl<H> Conn<H> {
             read_closed: false,
             closing: None,
             close_after_flush: false,
+            rate_arrival_us: 0,
         }
     }
 
@@ -200,9 +226,37 @@ pub struct NetCounters {
     pub unauthorized: u64,
     /// io_uring: recv completions that found the buffer ring empty (re-armed at once).
     pub recv_no_buffers: u64,
+    /// Requests answered RATE_LIMITED by the per-connection limit.
+    pub rate_limited: u64,
     /// Bytes read from and written to client sockets.
     pub bytes_received: u64,
     pub bytes_sent: u64,
+}
+
+/// The per-connection rate limit (GCRA, the token bucket as one timestamp): `Some(how long
+/// until the request would conform, in µs)` when `opcode` is over the limit on `conn`, which
+/// then stays unchanged; `None` when it may go (its arrival is recorded). Only RESERVE,
+/// CONFIRM and CANCEL of public connections count.
+fn rate_limited<H>(
+    conn: &mut Conn<H>,
+    limits: &ConnLimits,
+    opcode: Opcode,
+    arrival_us: u64,
+) -> Option<u64> {
+    let limited = matches!(opcode, Opcode::Reserve | Opcode::Confirm | Opcode::Cancel);
+    if limits.connection_rate_per_s == 0 || conn.admin || !limited {
+        return None;
+    }
+    debug_assert!(limits.connection_burst >= 1, "validated");
+    // Both at least 1 µs and at most 2^20 s: no overflow below.
+    let interval_us = 1_000_000 / u64::from(limits.connection_rate_per_s);
+    let tolerance_us = interval_us * u64::from(limits.connection_burst - 1);
+    let theoretical_us = conn.rate_arrival_us.max(arrival_us);
+    if theoretical_us - arrival_us > tolerance_us {
+        return Some(theoretical_us - tolerance_us - arrival_us);
+    }
+    conn.rate_arrival_us = theoretical_us + interval_us;
+    None
 }
 
 /// A connection's token as the shard core carries it: slot, generation and the request's
@@ -442,6 +496,7 @@ impl<H> Connections<H> {
         // Answers given at once (PING, UNAUTHORIZED, BAD_REQUEST) are timed by one clock
         // reading per connection and pass, taken at the first of them.
         let received_us = core.receive_stamp_us();
+        let arrival_us = core.receive_time_us();
         let mut answered_us: Option<u32> = None;
         loop {
             if conn.in_flight >= limits.pipeline_max
@@ -497,6 +552,22 @@ impl<H> Connections<H> {
                         let metrics = core.metrics();
                         let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
                         let result = ResultCode::Unauthorized;
+                        metrics.record_request(opcode.index(), result, received_us, now_us);
+                    } else if let Some(retry_after_us) =
+                        rate_limited(conn, &limits, opcode, arrival_us)
+                    {
+                        self.counters.rate_limited += 1;
+                        // The body says when to retry: `deadline_ms` (server clock, unix ms).
+                        let retry_at_ms = now_ms + retry_after_us.div_ceil(1_000);
+                        let view =
+                            ReservationView { deadline_ms: retry_at_ms, ..Default::default() };
+                        let reply =
+                            Reply::with_body(ResultCode::RateLimited, ReplyBody::Reservation(view));
+                        encode_response(opcode, frame.request_id, &reply, &mut conn.outbound);
+                        wrote = true;
+                        let metrics = core.metrics();
+                        let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
+                        let result = ResultCode::RateLimited;
                         metrics.record_request(opcode.index(), result, received_us, now_us);
                     } else {
                         conn.in_flight += 1;
@@ -593,6 +664,7 @@ mod tests {
                 pipeline_max: 4,
                 inbound_bytes_max: 1024,
                 outbound_bytes_max: 1024,
+                ..ConnLimits::default()
             },
             Topology::default(),
             None,
