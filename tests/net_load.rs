@@ -205,6 +205,7 @@ fn tiny_limits_pause_and_resume_reading_without_losing_or_stalling_a_request() {
             pipeline_max: 4,
             inbound_bytes_max: 1024,
             outbound_bytes_max: 512,
+            ..ConnLimits::default()
         };
         let server = start(backend, 2, limits);
         let mut admin = Client::connect(server.admin_addr().unwrap()).unwrap();

@@ -145,6 +145,7 @@ fn a_client_that_never_reads_is_stopped_by_backpressure_and_others_are_served() 
             pipeline_max: 1024,
             inbound_bytes_max: 64 * 1024,
             outbound_bytes_max: 64 * 1024,
+            ..ConnLimits::default()
         };
         let server = start(backend, 2, limits);
         let mut client = Client::connect(server.local_addr()).unwrap();

@@ -287,7 +287,7 @@ pub fn render(source: &MetricsSource) -> String {
         &mut out,
         "rush_connections_refused_total",
         "counter",
-        "Connections closed at accept: every connection slot of the shard was taken.",
+        "Connections closed at accept: every connection slot of the shard was taken, or the source address had source_connection_max open.",
     );
     let _ = writeln!(out, "rush_connections_refused_total {}", total.connections_refused);
     header(

@@ -17,7 +17,7 @@
 //! | snapshot period | `--snapshot-every N\|NMB\|never` (records ≥ 100, or a size ≥ 64KB) | `snapshot_every = "..."` | `256MB` of journal ([`SNAPSHOT_EVERY_DEFAULT`]) |
 //! | ring capacity | — | `ring_capacity` | 4096 |
 //! | engine capacities | — | `sku_max`, `account_max`, `reservation_max`, `waitlist_max`, `request_key_max`, `request_key_retention_ms`, `limit_entry_max`, `quantity_max`, `hold_ms_default`, `hold_ms_max`, `wait_ms_max` | [`engine_default`] (per server, shared by the shards: `Config::per_shard`) |
-//! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max` | `ConnLimits::default()` (per shard) |
+//! | connection limits | — | `connection_max`, `admin_connection_max`, `pipeline_max`, `inbound_bytes_max`, `outbound_bytes_max`, `connection_rate_per_s`, `connection_burst`, `source_connection_max` | `ConnLimits::default()` (per shard; per connection for the rate) |
 //!
 //! Unknown keys are an error, and every value is checked before anything starts; errors name
 //! the file and the key.
@@ -253,6 +253,9 @@ struct ConfigDoc {
     pipeline_max: Option<u32>,
     inbound_bytes_max: Option<usize>,
     outbound_bytes_max: Option<usize>,
+    connection_rate_per_s: Option<u32>,
+    connection_burst: Option<u32>,
+    source_connection_max: Option<u32>,
 }
 
 /// A checked config file: each setting it gives, engine and limits merged onto the defaults.
@@ -388,6 +391,13 @@ impl ConfigFile {
             pipeline_max: doc.pipeline_max.unwrap_or(default_limits.pipeline_max),
             inbound_bytes_max: doc.inbound_bytes_max.unwrap_or(default_limits.inbound_bytes_max),
             outbound_bytes_max: doc.outbound_bytes_max.unwrap_or(default_limits.outbound_bytes_max),
+            connection_rate_per_s: doc
+                .connection_rate_per_s
+                .unwrap_or(default_limits.connection_rate_per_s),
+            connection_burst: doc.connection_burst.unwrap_or(default_limits.connection_burst),
+            source_connection_max: doc
+                .source_connection_max
+                .unwrap_or(default_limits.source_connection_max),
         };
         limits.validate().map_err(|error| key(error.field, error.to_string()))?;
 
@@ -616,6 +626,9 @@ mod tests {
             pipeline_max = 16
             inbound_bytes_max = 65536
             outbound_bytes_max = 32768
+            connection_rate_per_s = 100
+            connection_burst = 10
+            source_connection_max = 8
             journal_segment_bytes = 4096
             snapshot_every = "10000"
             "#,
@@ -651,6 +664,9 @@ mod tests {
                 pipeline_max: 16,
                 inbound_bytes_max: 65536,
                 outbound_bytes_max: 32768,
+                connection_rate_per_s: 100,
+                connection_burst: 10,
+                source_connection_max: 8,
             }
         );
     }
@@ -756,6 +772,9 @@ mod tests {
             ("pipeline_max", u64::from(limits.pipeline_max)),
             ("inbound_bytes_max", limits.inbound_bytes_max as u64),
             ("outbound_bytes_max", limits.outbound_bytes_max as u64),
+            ("connection_rate_per_s", u64::from(limits.connection_rate_per_s)),
+            ("connection_burst", u64::from(limits.connection_burst)),
+            ("source_connection_max", u64::from(limits.source_connection_max)),
             ("parked_max", u64::from(settings.runtime.parked_max)),
             ("journal_segment_bytes", settings.journal_segment_bytes),
         ] {
@@ -790,6 +809,9 @@ mod tests {
             ("pipeline_max = 2000000", "`pipeline_max`"),
             ("inbound_bytes_max = 10", "`inbound_bytes_max`"),
             ("outbound_bytes_max = 0", "`outbound_bytes_max`"),
+            ("connection_rate_per_s = 1000001", "`connection_rate_per_s`"),
+            ("connection_burst = 0", "`connection_burst`"),
+            ("source_connection_max = 2000000", "`source_connection_max`"),
             ("snapshot_every = \"5\"", "`snapshot_every`"),
             ("snapshot_every = \"12XB\"", "`snapshot_every`"),
             ("journal_segment_bytes = 1023", "`journal_segment_bytes`"),

@@ -239,7 +239,13 @@ impl ShardMetrics {
     /// wrapping difference of two readings, exact for anything shorter than that.
     #[inline]
     pub fn now_us(&self) -> u32 {
-        self.epoch.elapsed().as_micros() as u32
+        self.now_us64() as u32
+    }
+
+    /// Microseconds since this shard's epoch (584,000 years before it wraps).
+    #[inline]
+    pub fn now_us64(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
     }
 
     /// A request of operation `operation` answered `result`, `received_us` being the

@@ -253,9 +253,9 @@ pub struct ShardCore {
     journal: Option<ShardJournal>,
     /// Operational figures counted by this thread, published on the board.
     metrics: ShardMetrics,
-    /// `metrics.now_us()` when the network loop last took input in
+    /// Microseconds since the metrics' epoch when the network loop last took input in
     /// ([`ShardCore::stamp_receive`]): the receive time of the requests it submits.
-    receive_stamp_us: u32,
+    receive_stamp_us: u64,
     // Scratch buffers reused every pass, so the loop never allocates once warm.
     mail_scratch: Vec<Mail>,
     submission_scratch: Vec<Submission>,
@@ -579,7 +579,7 @@ impl ShardCore {
     /// [`ShardCore::drain_local`] with the same `connection` and `tag` (after a hop to the
     /// owning shard and back, or at once).
     pub fn submit(&mut self, now_ms: u64, connection: u64, tag: u64, request: &Request) {
-        let received_us = self.receive_stamp_us;
+        let received_us = self.receive_stamp_us as u32;
         let client = Client::Connection { shard: self.shard, connection, received_us };
         self.dispatch(now_ms, ReplyTo { client, tag }, request);
     }
@@ -604,11 +604,17 @@ impl ShardCore {
     /// The network loop is taking input in: the requests it submits until the next stamp
     /// were received now (one clock reading per pass, not per request).
     pub fn stamp_receive(&mut self) {
-        self.receive_stamp_us = self.metrics.now_us();
+        self.receive_stamp_us = self.metrics.now_us64();
     }
 
-    /// The receive time of the requests being submitted (see [`ShardCore::stamp_receive`]).
+    /// The receive time of the requests being submitted (see [`ShardCore::stamp_receive`]),
+    /// as [`ShardMetrics::now_us`] reads it.
     pub fn receive_stamp_us(&self) -> u32 {
+        self.receive_stamp_us as u32
+    }
+
+    /// The same receive time, not wrapping (for the rate limits).
+    pub fn receive_time_us(&self) -> u64 {
         self.receive_stamp_us
     }
 

@@ -15,7 +15,7 @@
 //!   reading it. Answers to requests already in flight still append (at most `pipeline_max`
 //!   more responses).
 
-use rush_engine::{Reply, ResultCode};
+use rush_engine::{Reply, ReplyBody, ReservationView, ResultCode};
 use rush_runtime::ShardCore;
 
 use crate::capture::{CaptureSink, Record, KIND_CLOSE, KIND_FRAME, KIND_OPEN};
@@ -52,6 +52,55 @@ pub struct ConnLimits {
     pub inbound_bytes_max: usize,
     /// Unsent outbound bytes per connection before the server stops decoding its input.
     pub outbound_bytes_max: usize,
+    /// State-changing requests (RESERVE, CONFIRM, CANCEL) one public connection may make per
+    /// second, sustained; 0: no limit. Past it they are answered RATE_LIMITED at once, with
+    /// the time to retry (PROTOCOL.md section 7). Admin connections, PING and queries are
+    /// never limited.
+    pub connection_rate_per_s: u32,
+    /// How many of those requests a connection may make at once, above the sustained rate
+    /// (the bucket's depth): 1..=[`CONNECTION_BURST_MAX`].
+    pub connection_burst: u32,
+    /// Public connections open at once from one source IP address, over every shard; 0: no
+    /// limit. Past it a new connection is closed at accept, like one past `connection_max`,
+    /// so a flood from one address cannot take the slots of others. The admin listener is
+    /// exempt.
+    pub source_connection_max: u32,
+}
+
+/// Public connections open per source address, shared by every shard's accept path (a
+/// `DashMap`: sharded locks, touched only at accept and close, never per request). Its
+/// entries are the addresses with a connection open, so it is bounded by the connections
+/// the shards can hold (`connection_max` each).
+#[derive(Debug, Default)]
+pub struct SourceConnections {
+    open: dashmap::DashMap<std::net::IpAddr, u32>,
+}
+
+impl SourceConnections {
+    /// Counts a new connection from `source`; false (count unchanged) when `max` are open.
+    fn admit(&self, source: std::net::IpAddr, max: u32) -> bool {
+        let mut count = self.open.entry(source).or_insert(0);
+        if *count >= max {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release(&self, source: std::net::IpAddr) {
+        if let dashmap::Entry::Occupied(mut entry) = self.open.entry(source) {
+            assert!(*entry.get() > 0, "a source is counted once per open connection");
+            *entry.get_mut() -= 1;
+            if *entry.get() == 0 {
+                entry.remove();
+            }
+        }
+    }
+
+    /// Connections open from `source` (for tests and diagnostics).
+    pub fn open_from(&self, source: std::net::IpAddr) -> u32 {
+        self.open.get(&source).map_or(0, |count| *count)
+    }
 }
 
 /// Largest `connection_max` and `pipeline_max`.
@@ -62,12 +111,28 @@ pub const BUFFER_BYTES_MAX: usize = 1 << 30;
 pub const ADMIN_CONNECTION_MAX_DEFAULT: u32 = 16;
 /// Largest `admin_connection_max`.
 pub const ADMIN_CONNECTION_LIMIT_MAX: u32 = 1024;
+/// Largest `connection_rate_per_s`: one request a microsecond (the clock the limit reads).
+pub const CONNECTION_RATE_MAX: u32 = 1_000_000;
+/// Largest `connection_burst`.
+pub const CONNECTION_BURST_MAX: u32 = 1 << 20;
+/// Default `connection_burst`.
+pub const CONNECTION_BURST_DEFAULT: u32 = 64;
 
 impl ConnLimits {
     /// Checks every limit (the server refuses to start with an invalid one; the config
     /// loader reports the same error against its file). A buffer must hold a whole frame.
     pub fn validate(&self) -> Result<(), rush_engine::ConfigError> {
+        if self.connection_rate_per_s > CONNECTION_RATE_MAX {
+            let (value, max) = (self.connection_rate_per_s.into(), CONNECTION_RATE_MAX.into());
+            return Err(rush_engine::ConfigError::between("connection_rate_per_s", value, 0, max));
+        }
+        if self.source_connection_max > CONNECTION_LIMIT_MAX {
+            let value = self.source_connection_max.into();
+            let max = CONNECTION_LIMIT_MAX.into();
+            return Err(rush_engine::ConfigError::between("source_connection_max", value, 0, max));
+        }
         let counts = [
+            ("connection_burst", self.connection_burst, CONNECTION_BURST_MAX),
             ("connection_max", self.connection_max, CONNECTION_LIMIT_MAX),
             ("pipeline_max", self.pipeline_max, CONNECTION_LIMIT_MAX),
             ("admin_connection_max", self.admin_connection_max, ADMIN_CONNECTION_LIMIT_MAX),
@@ -100,6 +165,9 @@ impl Default for ConnLimits {
             pipeline_max: 4096,
             inbound_bytes_max: 256 * 1024,
             outbound_bytes_max: 256 * 1024,
+            connection_rate_per_s: 0,
+            connection_burst: CONNECTION_BURST_DEFAULT,
+            source_connection_max: 0,
         }
     }
 }
@@ -137,6 +205,13 @@ pub struct Conn<H> {
     pub closing: Option<CloseReason>,
     /// Close once the outbound buffer is flushed, not before (fatal errors, EOF).
     pub close_after_flush: bool,
+    /// The rate limit's one timestamp (GCRA): the theoretical arrival time of the next
+    /// state-changing request, in the shard's microseconds. A request arriving earlier than
+    /// `rate_arrival_us - tolerance` is over the limit.
+    rate_arrival_us: u64,
+    /// The source address counted for this connection (public connections under a
+    /// `source_connection_max`).
+    source: Option<std::net::IpAddr>,
 }
 
 impl<H> Conn<H> {
@@ -153,6 +228,8 @@ impl<H> Conn<H> {
             read_closed: false,
             closing: None,
             close_after_flush: false,
+            rate_arrival_us: 0,
+            source: None,
         }
     }
 
@@ -200,9 +277,40 @@ pub struct NetCounters {
     pub unauthorized: u64,
     /// io_uring: recv completions that found the buffer ring empty (re-armed at once).
     pub recv_no_buffers: u64,
+    /// Requests answered RATE_LIMITED by the per-connection limit.
+    pub rate_limited: u64,
+    /// Connections refused at accept because their source address had
+    /// `source_connection_max` open (also counted in `refused_full`).
+    pub refused_source: u64,
     /// Bytes read from and written to client sockets.
     pub bytes_received: u64,
     pub bytes_sent: u64,
+}
+
+/// The per-connection rate limit (GCRA, the token bucket as one timestamp): `Some(how long
+/// until the request would conform, in µs)` when `opcode` is over the limit on `conn`, which
+/// then stays unchanged; `None` when it may go (its arrival is recorded). Only RESERVE,
+/// CONFIRM and CANCEL of public connections count.
+fn rate_limited<H>(
+    conn: &mut Conn<H>,
+    limits: &ConnLimits,
+    opcode: Opcode,
+    arrival_us: u64,
+) -> Option<u64> {
+    let limited = matches!(opcode, Opcode::Reserve | Opcode::Confirm | Opcode::Cancel);
+    if limits.connection_rate_per_s == 0 || conn.admin || !limited {
+        return None;
+    }
+    debug_assert!(limits.connection_burst >= 1, "validated");
+    // Both at least 1 µs and at most 2^20 s: no overflow below.
+    let interval_us = 1_000_000 / u64::from(limits.connection_rate_per_s);
+    let tolerance_us = interval_us * u64::from(limits.connection_burst - 1);
+    let theoretical_us = conn.rate_arrival_us.max(arrival_us);
+    if theoretical_us - arrival_us > tolerance_us {
+        return Some(theoretical_us - tolerance_us - arrival_us);
+    }
+    conn.rate_arrival_us = theoretical_us + interval_us;
+    None
 }
 
 /// A connection's token as the shard core carries it: slot, generation and the request's
@@ -237,6 +345,8 @@ pub struct Connections<H> {
     pub counters: NetCounters,
     /// Where received frames are recorded (`rush serve --capture`).
     capture: Option<CaptureSink>,
+    /// Connections per source address, across shards (`source_connection_max`).
+    sources: Option<std::sync::Arc<SourceConnections>>,
 }
 
 impl<H> Connections<H> {
@@ -260,7 +370,15 @@ impl<H> Connections<H> {
             topology,
             counters: NetCounters::default(),
             capture,
+            sources: None,
         }
+    }
+
+    /// Counts public connections per source address in `sources` (shared by every shard),
+    /// enforcing `source_connection_max`.
+    pub fn with_sources(mut self, sources: std::sync::Arc<SourceConnections>) -> Self {
+        self.sources = Some(sources);
+        self
     }
 
     fn record(&self, conn_id: u64, kind: u8, admin: bool, bytes: &[u8]) {
@@ -289,18 +407,47 @@ impl<H> Connections<H> {
         self.len() == 0
     }
 
-    /// Takes a slot for a new connection; `None` (refuse it) when every slot is taken.
+    /// Takes a slot for a new connection of unknown source; `None` (refuse it) when every
+    /// slot is taken. (The backends always know the source: [`Connections::open_from`].)
+    #[cfg(test)]
     pub fn open(&mut self, handle: H, admin: bool) -> Result<(u32, u32), H> {
+        self.open_from(handle, admin, None)
+    }
+
+    /// [`Connections::open`] for a connection from `source`: also refused when that address
+    /// has `source_connection_max` public connections open (on any shard).
+    pub fn open_from(
+        &mut self,
+        handle: H,
+        admin: bool,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<(u32, u32), H> {
         let free = if admin { &mut self.admin_free } else { &mut self.free };
-        let Some(slot) = free.pop() else {
+        if free.is_empty() {
             self.counters.refused_full += 1;
             return Err(handle);
+        }
+        let max = self.limits.source_connection_max;
+        let counted = match (&self.sources, source) {
+            (Some(sources), Some(source)) if max > 0 && !admin => {
+                if !sources.admit(source, max) {
+                    self.counters.refused_full += 1;
+                    self.counters.refused_source += 1;
+                    return Err(handle);
+                }
+                Some(source)
+            }
+            _ => None,
         };
+        let free = if admin { &mut self.admin_free } else { &mut self.free };
+        let slot = free.pop().expect("checked above");
         let generation = self.generations[slot as usize].wrapping_add(1) & 0xff_ffff;
         self.generations[slot as usize] = generation;
         debug_assert!(self.slots[slot as usize].is_none());
         let id = (u64::from(self.topology.shard) << 48) | self.counters.accepted;
-        self.slots[slot as usize] = Some(Conn::new(handle, generation, id, admin));
+        let mut conn = Conn::new(handle, generation, id, admin);
+        conn.source = counted;
+        self.slots[slot as usize] = Some(conn);
         self.counters.accepted += 1;
         self.record(id, KIND_OPEN, admin, &[]);
         Ok((slot, generation))
@@ -316,6 +463,9 @@ impl<H> Connections<H> {
             self.admin_free.push(slot);
         }
         self.counters.closed += 1;
+        if let (Some(sources), Some(source)) = (&self.sources, conn.source) {
+            sources.release(source);
+        }
         self.record(conn.id, KIND_CLOSE, conn.admin, &[]);
         Some(conn)
     }
@@ -446,6 +596,7 @@ impl<H> Connections<H> {
         // Answers given at once (PING, UNAUTHORIZED, BAD_REQUEST) are timed by one clock
         // reading per connection and pass, taken at the first of them.
         let received_us = core.receive_stamp_us();
+        let arrival_us = core.receive_time_us();
         let mut answered_us: Option<u32> = None;
         loop {
             if conn.in_flight >= limits.pipeline_max
@@ -501,6 +652,22 @@ impl<H> Connections<H> {
                         let metrics = core.metrics();
                         let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
                         let result = ResultCode::Unauthorized;
+                        metrics.record_request(opcode.index(), result, received_us, now_us);
+                    } else if let Some(retry_after_us) =
+                        rate_limited(conn, &limits, opcode, arrival_us)
+                    {
+                        self.counters.rate_limited += 1;
+                        // The body says when to retry: `deadline_ms` (server clock, unix ms).
+                        let retry_at_ms = now_ms + retry_after_us.div_ceil(1_000);
+                        let view =
+                            ReservationView { deadline_ms: retry_at_ms, ..Default::default() };
+                        let reply =
+                            Reply::with_body(ResultCode::RateLimited, ReplyBody::Reservation(view));
+                        encode_response(opcode, frame.request_id, &reply, &mut conn.outbound);
+                        wrote = true;
+                        let metrics = core.metrics();
+                        let now_us = *answered_us.get_or_insert_with(|| metrics.now_us());
+                        let result = ResultCode::RateLimited;
                         metrics.record_request(opcode.index(), result, received_us, now_us);
                     } else {
                         conn.in_flight += 1;
@@ -597,6 +764,7 @@ mod tests {
                 pipeline_max: 4,
                 inbound_bytes_max: 1024,
                 outbound_bytes_max: 1024,
+                ..ConnLimits::default()
             },
             Topology::default(),
             None,
@@ -618,5 +786,26 @@ mod tests {
         assert_ne!(generation, generation_again);
         assert!(connections.get(slot, generation).is_none(), "a stale token finds nothing");
         assert!(connections.get(slot, generation_again).is_some());
+    }
+
+    #[test]
+    fn sources_are_counted_across_shards_and_given_back_on_close() {
+        let limits = ConnLimits { source_connection_max: 1, ..ConnLimits::default() };
+        let sources = std::sync::Arc::new(SourceConnections::default());
+        let mut shard_0: Connections<u32> =
+            Connections::new(limits, Topology::default(), None).with_sources(sources.clone());
+        let mut shard_1: Connections<u32> =
+            Connections::new(limits, Topology::default(), None).with_sources(sources.clone());
+        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let (slot, _) = shard_0.open_from(1, false, Some(a)).unwrap();
+        assert_eq!(shard_1.open_from(2, false, Some(a)), Err(2), "one per source, any shard");
+        assert_eq!(shard_1.counters.refused_source, 1);
+        assert!(shard_1.open_from(3, false, Some(b)).is_ok(), "another source");
+        assert!(shard_1.open_from(4, true, Some(a)).is_ok(), "admin connections are exempt");
+        assert_eq!(sources.open_from(a), 1);
+        shard_0.release(slot).unwrap();
+        assert_eq!(sources.open_from(a), 0);
+        assert!(shard_1.open_from(5, false, Some(a)).is_ok(), "the place came back");
     }
 }

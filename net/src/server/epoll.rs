@@ -62,9 +62,9 @@ pub(crate) struct EpollDriver {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture, options } = io;
+    let ShardIo { core, listeners, limits, topology, capture, options, sources } = io;
     let shard_index = core.shard();
-    let connections = Connections::new(limits, topology, capture);
+    let connections = Connections::new(limits, topology, capture).with_sources(sources);
     let mut driver = EpollDriver::new(listeners, connections, core)?;
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
@@ -235,10 +235,10 @@ impl EpollDriver {
             let Some((listener, admin)) = self.listeners.get(index) else { return };
             let admin = *admin;
             match listener.accept() {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let socket = EpollSocket { stream, readable: true };
-                    match self.connections.open(socket, admin) {
+                    match self.connections.open_from(socket, admin, Some(peer.ip())) {
                         Ok((slot, _)) => {
                             let registry = self.poll.registry();
                             let conn = self.connections.get_slot(slot).expect("just opened");

@@ -40,7 +40,9 @@ use rush_runtime::{
     RuntimeConfig, ShardCore, StopState,
 };
 
-pub use conn::{ConnLimits, NetCounters, BUFFER_BYTES_MAX, CONNECTION_LIMIT_MAX};
+pub use conn::{
+    ConnLimits, NetCounters, SourceConnections, BUFFER_BYTES_MAX, CONNECTION_LIMIT_MAX,
+};
 pub use probe::{probe_io_uring, ProbeError};
 
 use crate::capture::{CaptureSink, CaptureWriter};
@@ -227,6 +229,8 @@ pub(crate) struct ShardIo<'a> {
     pub(crate) capture: Option<CaptureSink>,
     /// How the shard loop idles (`RuntimeConfig::loop_options`).
     pub(crate) options: LoopOptions,
+    /// Public connections per source address, shared by every shard.
+    pub(crate) sources: Arc<conn::SourceConnections>,
 }
 
 /// What a shard's loop reports when it ends.
@@ -382,6 +386,7 @@ impl Server {
         let cores = plan.iter().map(|core| core.map(|core| core.id)).collect();
         let stop = Arc::new(StopState::new(shard_count, SHUTDOWN_GRACE));
         let (ready_sender, ready) = mpsc::channel::<(u32, Result<(), String>)>();
+        let sources = Arc::new(conn::SourceConnections::default());
         let mut threads = Vec::new();
         for ((core, shard), listeners) in plan.into_iter().zip(shards).zip(per_shard) {
             let stop = Arc::clone(&stop);
@@ -390,6 +395,7 @@ impl Server {
             let shard_index = shard.shard();
             let topology = Topology { shard: shard_index as u16, ..topology };
             let capture_sink = capture.as_ref().map(CaptureWriter::sink);
+            let sources = Arc::clone(&sources);
             let handle = std::thread::Builder::new()
                 .name(format!("rush-shard-{shard_index}"))
                 .spawn(move || {
@@ -405,6 +411,7 @@ impl Server {
                         topology,
                         capture: capture_sink,
                         options,
+                        sources,
                     };
                     let result = match backend {
                         Backend::IoUring => uring::run(io, &stop, &ready),

@@ -229,9 +229,10 @@ pub(crate) struct UringDriver {
 }
 
 pub(crate) fn run(io: ShardIo<'_>, stop: &StopState, ready: &Ready) -> io::Result<ShardReport> {
-    let ShardIo { core, listeners, limits, topology, capture, options } = io;
+    let ShardIo { core, listeners, limits, topology, capture, options, sources } = io;
     let shard_index = core.shard();
-    let mut driver = UringDriver::new(listeners, Connections::new(limits, topology, capture))?;
+    let connections = Connections::new(limits, topology, capture).with_sources(sources);
+    let mut driver = UringDriver::new(listeners, connections)?;
     let _ = ready.send((shard_index, Ok(())));
     let loop_counters = run_shard(core, &mut driver, stop, options)?;
     driver.close_all();
@@ -562,8 +563,9 @@ impl UringDriver {
             } else {
                 set_nodelay(fd);
                 let admin = self.listeners[index].admin;
+                let source = peer_ip(fd);
                 let socket = UringSocket { fd, ..UringSocket::default() };
-                match self.connections.open(socket, admin) {
+                match self.connections.open_from(socket, admin, source) {
                     Ok((slot, _generation)) => self.arm_recv(slot),
                     // Refused: every slot is taken. The client sees the connection closed.
                     // SAFETY: closes the descriptor the kernel just gave us.
@@ -756,6 +758,16 @@ impl Drop for UringDriver {
         }
         let _ = self.ring.submitter().unregister_buf_ring(BUFFER_GROUP);
     }
+}
+
+/// The peer address of an accepted socket (for the per-source connection limit); `None` if
+/// the kernel cannot say (the peer already reset it: the first read will tell).
+fn peer_ip(fd: RawFd) -> Option<std::net::IpAddr> {
+    // SAFETY: `fd` is the descriptor the kernel just gave this shard for an accepted
+    // connection; it stays open for the whole borrow (nothing closes it before this returns).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let address = socket2::SockRef::from(&borrowed).peer_addr().ok()?;
+    address.as_socket().map(|address| address.ip())
 }
 
 pub(crate) fn set_nodelay(fd: RawFd) {
